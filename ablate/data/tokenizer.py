@@ -1,0 +1,81 @@
+"""Train or load the byte-level BPE tokenizer (RoBERTa's), cached by the hash of what determines it.
+
+Input: the corpus train split (first `tokenizer_train_chars` characters, in file order).
+Output: results/_cache/tokenizer/<hash>/tokenizer.json, plus a transformers-format copy
+(`PreTrainedTokenizerFast.save_pretrained`) so checkpoints load with AutoTokenizer.
+Special tokens follow RoBERTa: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from ablate.expand import stable_hash, tokenizer_identity
+from ablate.spec import Config
+from ablate.store import Store, atomic_write_json
+
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+BOS, PAD, EOS, UNK, MASK = range(5)
+NUM_SPECIAL = len(SPECIALS)
+
+
+def _train_texts(cfg: Config, limit_chars: int) -> Iterator[str]:
+    from ablate.data.corpus import iter_documents
+
+    used = 0
+    for doc in iter_documents(cfg.data.corpus, "train"):
+        for para in doc.split("\n\n"):
+            yield para
+            used += len(para)
+            if used >= limit_chars:
+                return
+
+
+def _set_roberta_processing(tok) -> None:
+    from tokenizers.processors import RobertaProcessing
+
+    tok.post_processor = RobertaProcessing(("</s>", EOS), ("<s>", BOS), trim_offsets=True, add_prefix_space=True)
+
+
+def tokenizer_dir(store: Store, cfg: Config) -> Path:
+    return store.cache("tokenizer", stable_hash(tokenizer_identity(cfg)))
+
+
+def load_tokenizer(store: Store, cfg: Config):
+    """The cached `tokenizers.Tokenizer` for cfg.data, training it first if needed."""
+    from tokenizers import Tokenizer
+
+    folder = tokenizer_dir(store, cfg)
+    path = folder / "tokenizer.json"
+    if not path.exists():
+        train_tokenizer(cfg, folder)
+    return Tokenizer.from_file(str(path))
+
+
+def train_tokenizer(cfg: Config, folder: Path) -> None:
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer(add_prefix_space=True, trim_offsets=True)
+    bpe.train_from_iterator(
+        _train_texts(cfg, cfg.data.tokenizer_train_chars),
+        vocab_size=cfg.data.vocab_size,
+        min_frequency=2,
+        special_tokens=SPECIALS,
+        show_progress=False,
+    )
+    tok = bpe._tokenizer
+    for i, s in enumerate(SPECIALS):
+        assert tok.token_to_id(s) == i, f"special token {s} got id {tok.token_to_id(s)}"
+    _set_roberta_processing(tok)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "tokenizer.json.tmp"
+    tok.save(str(tmp))
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+    )
+    hf.save_pretrained(str(folder / "hf"))
+    atomic_write_json(folder / "identity.json", tokenizer_identity(cfg))
+    tmp.replace(folder / "tokenizer.json")  # last: its presence means the cache entry is complete

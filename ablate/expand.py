@@ -1,0 +1,122 @@
+"""StudySpec -> cells: (variant, seed) pretraining cells and their fine-tuning runs. Pure, no I/O.
+
+Identity is content: a cell's key is the hash of the canonical JSON of exactly the
+settings that change its result. Runtime settings are never hashed. Variants that
+differ only in fine-tuning share one pretraining key, hence one checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ablate.spec import Config, StudySpec
+
+RANDOM_INIT = "random-init"
+HASH_VERSION = 1  # bump when the meaning of a hashed setting changes
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+
+
+def tokenizer_identity(cfg: Config) -> dict[str, Any]:
+    d = cfg.data
+    return {
+        "v": HASH_VERSION,
+        "corpus": d.corpus,
+        "tokenizer": d.tokenizer,
+        "vocab_size": d.vocab_size,
+        "train_chars": d.tokenizer_train_chars,
+    }
+
+
+def corpus_identity(cfg: Config) -> dict[str, Any]:
+    """What determines the prepared token arrays (not the masks: those are drawn per step)."""
+    return {"tokenizer": tokenizer_identity(cfg), **cfg.data.model_dump(mode="json")}
+
+
+def pretrain_identity(cfg: Config, seed: int) -> dict[str, Any]:
+    return {
+        "v": HASH_VERSION,
+        "model": cfg.model.model_dump(mode="json"),
+        "data": cfg.data.model_dump(mode="json"),
+        "pretrain": cfg.pretrain.model_dump(mode="json"),
+        "seed": seed,
+    }
+
+
+def finetune_identity(cfg: Config, pretrain_key: Optional[str], task: str, seed: int) -> dict[str, Any]:
+    ft = cfg.finetune.model_dump(mode="json")
+    ft.pop("tasks")  # which other tasks run does not change this one
+    ft.pop("random_init_control")
+    init: dict[str, Any]
+    if pretrain_key is None:  # random init: architecture and tokenizer decide it
+        init = {"random": cfg.model.model_dump(mode="json"), "tokenizer": tokenizer_identity(cfg)}
+    else:
+        init = {"pretrain": pretrain_key}
+    return {"v": HASH_VERSION, "init": init, "task": task, "finetune": ft, "seed": seed}
+
+
+@dataclass(frozen=True)
+class PretrainCell:
+    variant: str
+    seed: int
+    config: Config
+    key: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class FinetuneCell:
+    variant: str  # RANDOM_INIT for the control
+    pretrain_seed: Optional[int]
+    task: str
+    seed: int
+    config: Config
+    key: str
+    pretrain_key: Optional[str]
+
+    @property
+    def label(self) -> str:
+        ps = "" if self.pretrain_seed is None else f"/pt{self.pretrain_seed}"
+        return f"{self.variant}{ps}/{self.task}/ft{self.seed}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    study: StudySpec
+    pretrain: list[PretrainCell] = field(default_factory=list)
+    finetune: list[FinetuneCell] = field(default_factory=list)
+
+    def finetunes_of(self, pretrain_key: Optional[str]) -> list[FinetuneCell]:
+        return [c for c in self.finetune if c.pretrain_key == pretrain_key]
+
+
+def expand(study: StudySpec) -> Plan:
+    """Every pretraining cell (variant x seed) and its fine-tuning runs, plus the random-init control."""
+    plan = Plan(study)
+    for variant, cfg in study.variants.items():
+        for seed in study.seeds.pretrain:
+            key = stable_hash(pretrain_identity(cfg, seed))
+            plan.pretrain.append(PretrainCell(variant, seed, cfg, key))
+            for task in cfg.finetune.tasks:
+                for ft_seed in study.seeds.finetune:
+                    fkey = stable_hash(finetune_identity(cfg, key, task, ft_seed))
+                    plan.finetune.append(FinetuneCell(variant, seed, task, ft_seed, cfg, fkey, key))
+    base = study.variants[study.baseline]
+    if base.finetune.random_init_control:
+        for task in base.finetune.tasks:
+            for ft_seed in study.seeds.finetune:
+                fkey = stable_hash(finetune_identity(base, None, task, ft_seed))
+                plan.finetune.append(FinetuneCell(RANDOM_INIT, None, task, ft_seed, base, fkey, None))
+    return plan

@@ -1,0 +1,65 @@
+"""ModelSpec -> a scaled-down RoBERTa from transformers, and the MLM loss over masked positions only.
+
+The network is transformers' RobertaForMaskedLM, unchanged, so checkpoints load with
+AutoModelForMaskedLM.from_pretrained. Training calls the encoder and then the LM head
+only on the ~15% masked positions: the same loss as the full head (positions without a
+label carry no loss), for a fraction of the vocabulary projection's cost.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ablate.data.tokenizer import BOS, EOS, PAD
+from ablate.spec import DataSpec, ModelSpec
+
+
+def roberta_config(model: ModelSpec, data: DataSpec, vocab_size: int, **extra):
+    from transformers import RobertaConfig
+
+    return RobertaConfig(
+        vocab_size=vocab_size,
+        hidden_size=model.hidden_size,
+        num_hidden_layers=model.num_layers,
+        num_attention_heads=model.num_heads,
+        intermediate_size=model.intermediate_size,
+        hidden_act="gelu",
+        hidden_dropout_prob=model.dropout,
+        attention_probs_dropout_prob=model.dropout,
+        # RoBERTa numbers positions from padding_idx + 1, so it needs max_len + 2 slots.
+        max_position_embeddings=data.max_len + 2,
+        type_vocab_size=1,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        attn_implementation="sdpa",
+        **extra,
+    )
+
+
+def build_mlm(model: ModelSpec, data: DataSpec, vocab_size: int):
+    """A freshly initialised RobertaForMaskedLM (seed torch before calling)."""
+    from transformers import RobertaForMaskedLM
+
+    return RobertaForMaskedLM(roberta_config(model, data, vocab_size))
+
+
+def mlm_loss(mlm, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+             reduction: str = "mean") -> tuple[torch.Tensor, int]:
+    """Cross-entropy over masked positions only -> (loss, number of masked tokens).
+
+    input_ids, attention_mask, labels: [B, L]; labels are -100 where no loss is taken.
+    """
+    hidden = mlm.roberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, H]
+    selected = labels != -100  # [B, L]
+    logits = mlm.lm_head(hidden[selected])  # [M, V], M = masked tokens in the batch
+    targets = labels[selected]  # [M]
+    loss = F.cross_entropy(logits.float(), targets, reduction=reduction)
+    return loss, int(targets.numel())
+
+
+def count_params(mlm) -> dict[str, int]:
+    total = sum(p.numel() for p in mlm.parameters())
+    emb = sum(p.numel() for p in mlm.roberta.embeddings.parameters())
+    return {"params": total, "non_embedding_params": total - emb}

@@ -1,0 +1,51 @@
+"""Built-in scale presets: sizes only, never the science a study compares.
+
+- `tiny`: for tests and CI; a whole study in a couple of minutes on 2 cores. Numbers are noise.
+- `cpu`: the default, for real results on a laptop-class CPU. Chosen by measurement
+  (benchmarks/scale_sweep.py, figures in the README): the cheapest shape whose pretrained
+  model beats random init on SST-2 by at least 3 points.
+- `paper`: BERT-base as in the paper (Tables 1 and 2): for GPUs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCALE_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model": {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 256},
+        "data": {
+            "vocab_size": 2048,
+            "tokenizer_train_chars": 2_000_000,
+            "max_len": 64,
+            "train_tokens": 200_000,
+            "heldout_tokens": 20_000,
+        },
+        "pretrain": {"steps": 120, "batch_size": 32, "lr": 1e-3},
+        "finetune": {"train_size": 800, "epochs": 1, "lr": 3e-4, "batch_size": 32, "max_len": 64},
+    },
+    "cpu": {
+        "model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "intermediate_size": 512},
+        "data": {
+            "vocab_size": 8192,
+            "tokenizer_train_chars": 20_000_000,
+            "max_len": 128,
+            "train_tokens": None,
+            "heldout_tokens": 200_000,
+        },
+        "pretrain": {"steps": 3000, "batch_size": 64, "lr": 1e-3},
+        "finetune": {"train_size": 8000, "epochs": 3, "lr": 1e-4, "batch_size": 32, "max_len": 128},
+    },
+    "paper": {
+        "model": {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072},
+        "data": {
+            "vocab_size": 50265,
+            "tokenizer_train_chars": 200_000_000,
+            "max_len": 512,
+            "train_tokens": None,
+            "heldout_tokens": 1_000_000,
+        },
+        "pretrain": {"steps": 1_000_000, "batch_size": 256, "lr": 1e-4, "warmup_ratio": 0.01},
+        "finetune": {"train_size": None, "epochs": 10, "lr": 2e-5, "batch_size": 32, "max_len": 512},
+    },
+}

@@ -1,0 +1,315 @@
+"""Study files -> frozen, validated specs.
+
+A study file (YAML) has a name, a description, a `base` config in sections
+(model, data, pretrain, finetune), named `variants` as overrides of the base, a
+`baseline` variant, `seeds`, a default `scale`, optional per-scale overrides
+(`scales`), and `runtime` settings. The resolved config of a variant is
+
+    defaults <- built-in scale preset <- study base <- study scales[scale] <- variant
+
+merged key by key. Science settings (ModelSpec, DataSpec, PretrainSpec,
+FinetuneSpec) decide results and are hashed; RuntimeSpec (threads, device, log
+interval) only changes speed and is not.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ablate.errors import UserError
+from ablate.yamlio import load_yaml
+
+SCALES = ("tiny", "cpu", "paper")
+Scale = Literal["tiny", "cpu", "paper"]
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class ModelSpec(Frozen):
+    """Shape of the scaled-down RoBERTa encoder."""
+
+    hidden_size: int = Field(128, ge=8, le=8192)  # width of every token vector
+    num_layers: int = Field(4, ge=1, le=96)  # transformer blocks
+    num_heads: int = Field(4, ge=1, le=128)  # attention heads; must divide hidden_size
+    intermediate_size: int = Field(512, ge=8, le=65536)  # feed-forward width (4x hidden in RoBERTa)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # hidden and attention dropout, as in the paper
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelSpec":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
+        return self
+
+    def non_embedding_params(self) -> int:
+        """Parameters in the transformer blocks (the compute-optimal arithmetic counts these)."""
+        h, i = self.hidden_size, self.intermediate_size
+        per_layer = 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h
+        return self.num_layers * per_layer
+
+
+class DataSpec(Frozen):
+    """Pretraining text, tokenizer and input format."""
+
+    corpus: str = "corpus"  # dataset name resolved through the data root (see ablate.paths)
+    tokenizer: Literal["byte_bpe"] = "byte_bpe"  # RoBERTa's byte-level BPE
+    vocab_size: int = Field(8192, ge=300, le=262144)
+    tokenizer_train_chars: int = Field(20_000_000, ge=10_000)  # characters of train text the tokenizer learns from
+    format: Literal["full_sentences"] = "full_sentences"  # input format (paper section 4.2)
+    max_len: int = Field(128, ge=16, le=4096)  # tokens per input, special tokens included
+    train_tokens: Optional[int] = Field(None, ge=1000)  # cap on distinct pretraining tokens (a corpus prefix); None = all
+    heldout_tokens: int = Field(200_000, ge=1000)  # validation tokens for held-out MLM perplexity
+
+
+class PretrainSpec(Frozen):
+    """The masked-language-model pretraining run."""
+
+    steps: int = Field(1000, ge=1, le=10_000_000)  # optimizer steps
+    batch_size: int = Field(64, ge=1, le=1_000_000)  # sequences per optimizer step
+    lr: float = Field(5e-4, gt=0, le=1.0)  # peak learning rate
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)  # linear warmup, then linear decay to 0
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.98, ge=0, lt=1)  # RoBERTa's 0.98 (BERT used 0.999)
+    eps: float = Field(1e-6, gt=0, le=1e-2)
+    grad_clip: float = Field(1.0, ge=0)  # 0 disables clipping
+    masking: Literal["static", "dynamic"] = "dynamic"
+    static_copies: int = Field(1, ge=1, le=1000)  # k: masked copies for static masking (BERT: 10)
+    mask_prob: float = Field(0.15, gt=0, lt=1)  # fraction of tokens selected
+    mask_token_frac: float = Field(0.8, ge=0, le=1)  # of selected: replaced by <mask>
+    random_token_frac: float = Field(0.1, ge=0, le=1)  # of selected: replaced by a random token
+    nsp: bool = False  # next-sentence prediction loss (needs a pair format)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "PretrainSpec":
+        if self.mask_token_frac + self.random_token_frac > 1 + 1e-9:
+            raise ValueError("mask_token_frac + random_token_frac must be at most 1")
+        return self
+
+
+class FinetuneSpec(Frozen):
+    """Fine-tuning every checkpoint on downstream tasks."""
+
+    tasks: tuple[str, ...] = ("sst2", "mrpc")
+    train_size: Optional[int] = Field(None, ge=10)  # examples of the train split used; None = all
+    epochs: float = Field(3.0, gt=0, le=100)
+    lr: float = Field(1e-4, gt=0, le=1.0)
+    batch_size: int = Field(32, ge=1, le=4096)
+    max_len: int = Field(128, ge=8, le=4096)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.1, ge=0, le=1)
+    random_init_control: bool = True  # also fine-tune the same architecture from random init
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_known(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        from ablate.tasks import TASKS
+
+        if not tasks:
+            raise ValueError("at least one task is needed")
+        for t in tasks:
+            TASKS.get(t)  # raises UserError with did-you-mean
+        if len(set(tasks)) != len(tasks):
+            raise ValueError("tasks must not repeat")
+        return tasks
+
+
+class RuntimeSpec(Frozen):
+    """Plumbing: changes speed, never results. Not part of any hash."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Optional[int] = Field(None, ge=1, le=1024)  # torch threads; None = all cores
+    log_every: int = Field(50, ge=1)  # steps between loss-curve points
+    eval_batch_size: int = Field(128, ge=1)
+    progress: bool = True
+
+
+class Seeds(Frozen):
+    pretrain: tuple[int, ...] = (0,)  # one pretrained model per seed and variant
+    finetune: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds per checkpoint
+
+    @field_validator("pretrain", "finetune")
+    @classmethod
+    def _nonempty_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v:
+            raise ValueError("at least one seed is needed")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must not repeat")
+        if any(s < 0 or s >= 2**31 for s in v):
+            raise ValueError("seeds must be in [0, 2**31)")
+        return v
+
+
+class Config(Frozen):
+    """The science of one variant: everything that changes results."""
+
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    pretrain: PretrainSpec = PretrainSpec()
+    finetune: FinetuneSpec = FinetuneSpec()
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Config":
+        if self.pretrain.nsp and self.data.format == "full_sentences":
+            raise ValueError("pretrain.nsp needs a pair input format (segment_pair or sentence_pair)")
+        return self
+
+
+class StudySpec(Frozen):
+    """A whole study, resolved for one scale."""
+
+    name: str
+    description: str
+    paper_table: Optional[str]
+    scale: Scale
+    baseline: str
+    seeds: Seeds
+    variants: dict[str, Config]  # name -> resolved config
+    runtime: RuntimeSpec
+    source: str  # the study file's text, shown in the report
+    path: str
+
+
+class StudyFile(Frozen):
+    """The raw study file, before merging (overrides stay plain dicts, checked when merged)."""
+
+    name: str = Field(pattern=NAME_RE)
+    description: str = Field(min_length=1, max_length=10_000)
+    paper_table: Optional[str] = Field(None, max_length=200)
+    scale: Scale = "cpu"
+    base: dict[str, Any] = {}
+    scales: dict[Scale, dict[str, Any]] = {}
+    variants: dict[str, dict[str, Any]]
+    baseline: str
+    seeds: Seeds = Seeds()
+    runtime: RuntimeSpec = RuntimeSpec()
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not v:
+            raise ValueError("at least one variant is needed")
+        for name, body in v.items():
+            if not re.match(NAME_RE, str(name)):
+                raise ValueError(f"variant name {name!r} must match {NAME_RE}")
+            if name == "random-init":
+                raise ValueError("'random-init' is reserved for the random-init control")
+        return v
+
+    @model_validator(mode="after")
+    def _baseline_known(self) -> "StudyFile":
+        if self.baseline not in self.variants:
+            raise ValueError(f"baseline {self.baseline!r} is not a variant (variants: {', '.join(self.variants)})")
+        return self
+
+
+# ---------------------------------------------------------------- merging
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Return base updated by over, recursing into dicts (over wins)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _one_line(err: ValidationError, where: str, prefix: tuple[str, ...], lines: dict, layers=None) -> UserError:
+    """Turn the first pydantic error into `file:line: key.path: message`."""
+    e = err.errors()[0]
+    loc = tuple(str(p) for p in e["loc"])
+    path = prefix + loc
+    # Which layer of the file set this key? Search the latest override first.
+    if layers:
+        for layer_prefix in layers:
+            cand = layer_prefix + loc
+            for n in range(len(cand), len(layer_prefix), -1):
+                if cand[:n] in lines:
+                    path = cand
+                    break
+            else:
+                continue
+            break
+    line = None
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            line = lines[path[:n]]
+            break
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        parent = _fmt_loc(path[:-1]) or "top level"
+        msg = f"unknown key (not allowed under {parent})"
+    elif e["type"] == "missing":
+        msg = "required key is missing"
+    elif e["type"].startswith("literal_error"):
+        msg = msg.replace("Input should be", "must be one of:")
+    elif isinstance(e.get("input"), (int, float, str)) and len(str(e.get("input"))) < 60:
+        msg = f"{msg} (got {e['input']!r})"
+    msg = msg.replace("Value error, ", "")
+    where_line = f"{where}:{line}" if line else where
+    key = _fmt_loc(path) or "top level"
+    return UserError(f"{where_line}: {key}: {msg}")
+
+
+def load_study(path: str | Path, scale: Optional[str] = None) -> StudySpec:
+    """Load, merge and validate a study file for `scale` (default: the file's own)."""
+    from ablate.scales import SCALE_PRESETS
+
+    path = Path(path)
+    data, lines = load_yaml(path)
+    where = str(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: a study file must be a YAML mapping at the top level")
+    try:
+        raw = StudyFile.model_validate(data)
+    except ValidationError as err:
+        raise _one_line(err, where, (), lines) from None
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from None
+    if scale is not None and scale not in SCALES:
+        raise UserError(f"unknown scale {scale!r} (allowed: {', '.join(SCALES)})")
+    scale = scale or raw.scale
+    preset = SCALE_PRESETS[scale]
+    scale_over = dict(raw.scales.get(scale, {}))
+    seeds = raw.seeds
+    if "seeds" in scale_over:
+        try:
+            seeds = Seeds.model_validate(deep_merge(raw.seeds.model_dump(), scale_over.pop("seeds")))
+        except ValidationError as err:
+            raise _one_line(err, where, ("scales", scale, "seeds"), lines) from None
+    variants: dict[str, Config] = {}
+    for name, over in raw.variants.items():
+        merged = deep_merge(deep_merge(deep_merge(preset, raw.base), scale_over), over or {})
+        try:
+            variants[name] = Config.model_validate(merged)
+        except ValidationError as err:
+            layers = [("variants", name), ("scales", scale), ("base",)]
+            raise _one_line(err, where, ("variants", name), lines, layers) from None
+        except UserError as err:
+            raise UserError(f"{where}: variants.{name}: {err}") from None
+    return StudySpec(
+        name=raw.name,
+        description=raw.description,
+        paper_table=raw.paper_table,
+        scale=scale,
+        baseline=raw.baseline,
+        seeds=seeds,
+        variants=variants,
+        runtime=raw.runtime,
+        source=path.read_text(encoding="utf-8"),
+        path=str(path),
+    )
