@@ -87,7 +87,10 @@ def collate(ids: list[list[int]], idx: np.ndarray) -> tuple[torch.Tensor, torch.
 
 def build_classifier(task: TaskSpec, checkpoint: Optional[Path], cell: FinetuneCell, vocab: int):
     from transformers import RobertaForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # the head is new by design: no load report
+    hf_logging.disable_progress_bar()
     torch.manual_seed(cell.seed)  # classifier head (and the whole model for random init)
     if checkpoint is None:
         return RobertaForSequenceClassification(roberta_config(cell.config.model, cell.config.data, vocab,
@@ -139,7 +142,7 @@ def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: Runti
         sched.step()
         step += 1
         if progress and (step % 10 == 0 or step == total):
-            progress(step, total, float(loss))
+            progress(step, total, loss.item())
     preds = predict(model, eval_ids, device, runtime.eval_batch_size)
     scores = {m: metric_lib.compute(m, preds.tolist(), eval_y.tolist()) for m in task.metrics}
     return {

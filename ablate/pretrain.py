@@ -184,7 +184,7 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
         sched.step()
         tokens += int(attn.sum())
         masked_total += n_masked
-        window += float(loss)
+        window += loss.item()
         window_n += 1
         if (step + 1) % runtime.log_every == 0 or step + 1 == p.steps:
             point = {"step": step + 1, "loss": window / window_n, "lr": sched.get_last_lr()[0], "tokens": tokens,

@@ -1,0 +1,44 @@
+"""The masking study at `tiny` scale on the real data, through the CLI: run, report, rerun does no work."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ablate.cli import app
+from conftest import needs_real_data
+
+MASKING = str(Path(__file__).resolve().parents[1] / "studies" / "masking.yaml")
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_masking_study_tiny_end_to_end(tmp_path):
+    runner = CliRunner()
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    r = runner.invoke(app, ["run", MASKING, "--scale", "tiny", "--results", str(results), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "0 failed" in r.output
+    assert not list(results.rglob("error.json"))
+    r = runner.invoke(app, ["report", "--results", str(results), "--out", str(reports)])
+    assert r.exit_code == 0, r.output
+    html = (reports / "masking" / "index.html").read_text()
+    assert "static" in html and "dynamic" in html and "random-init" in html
+    assert "<svg" in html
+    assert (reports / "index.html").exists()
+    # the numbers in the report are the stored ones
+    scores = (reports / "masking" / "scores.csv").read_text()
+    assert "sst2" in scores and "mrpc" in scores
+    # static and dynamic really differ after the first epoch: different held-out perplexities
+    pre = (reports / "masking" / "pretrain.csv").read_text()
+    assert len(set(re.findall(r"\b\d+\.\d+\b", pre))) > 2
+    t0 = time.perf_counter()
+    r = runner.invoke(app, ["run", MASKING, "--scale", "tiny", "--results", str(results), "--no-progress"])
+    assert r.exit_code == 0 and "0 ran" in r.output, r.output
+    assert time.perf_counter() - t0 < 30
+    r = runner.invoke(app, ["ls", "--results", str(results)])
+    assert "masking (scale tiny): 14 done, 0 failed, 0 pending" in r.output

@@ -1,0 +1,67 @@
+"""Cell identity: stable hashes that ignore runtime settings and move with any science setting."""
+
+from __future__ import annotations
+
+from ablate.expand import expand, stable_hash
+from ablate.spec import load_study
+
+BASE = """\
+name: demo
+description: d
+variants:
+  a: {}
+  b: {pretrain: {masking: static}}
+  c: {finetune: {lr: 3.0e-4}}
+baseline: a
+seeds: {pretrain: [0], finetune: [0, 1]}
+"""
+
+
+def plan_of(tmp_path, text: str, name: str = "s.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return expand(load_study(p, "tiny"))
+
+
+def keys(plan):
+    return {c.label: c.key for c in plan.pretrain}, {c.label: c.key for c in plan.finetune}
+
+
+def test_hash_is_stable_across_loads(tmp_path):
+    assert keys(plan_of(tmp_path, BASE)) == keys(plan_of(tmp_path, BASE, "t.yaml"))
+
+
+def test_hash_of_known_object_is_fixed():
+    # A golden value: if this changes, every cached result would silently be orphaned.
+    assert stable_hash({"a": 1, "b": [1, 2]}) == "8baa73198470c7bb"
+    assert stable_hash({"b": [1, 2], "a": 1}) == "8baa73198470c7bb"  # key order does not matter
+    assert len(stable_hash({"x": 1})) == 16
+
+
+def test_runtime_settings_do_not_move_the_hash(tmp_path):
+    a = keys(plan_of(tmp_path, BASE))
+    b = keys(plan_of(tmp_path, BASE + "runtime: {threads: 1, log_every: 7, device: cpu, progress: false}\n", "r.yaml"))
+    assert a == b
+
+
+def test_science_settings_move_the_hash(tmp_path):
+    pre, ft = keys(plan_of(tmp_path, BASE))
+    assert pre["a/seed0"] != pre["b/seed0"]  # masking differs
+    changed, _ = keys(plan_of(tmp_path, BASE.replace("d\n", "d\nbase: {model: {dropout: 0.2}}\n", 1), "m.yaml"))
+    assert changed["a/seed0"] != pre["a/seed0"]
+    seeds, _ = keys(plan_of(tmp_path, BASE.replace("pretrain: [0]", "pretrain: [1]"), "s2.yaml"))
+    assert "a/seed1" in seeds and seeds["a/seed1"] != pre["a/seed0"]
+
+
+def test_finetune_only_variants_share_the_checkpoint(tmp_path):
+    plan = plan_of(tmp_path, BASE)
+    pre, ft = keys(plan)
+    assert pre["c/seed0"] == pre["a/seed0"]  # c differs only in fine-tuning
+    assert ft["c/pt0/sst2/ft0"] != ft["a/pt0/sst2/ft0"]
+    assert ft["a/pt0/sst2/ft0"] != ft["a/pt0/sst2/ft1"]
+
+
+def test_description_does_not_move_the_hash(tmp_path):
+    a = keys(plan_of(tmp_path, BASE))
+    b = keys(plan_of(tmp_path, BASE.replace("description: d", "description: something else"), "d.yaml"))
+    assert a == b

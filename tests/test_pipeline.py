@@ -1,0 +1,100 @@
+"""The pipeline on a synthetic corpus: pretrain -> checkpoint -> fine-tune -> metrics; reruns skip; failures recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ablate import pipeline
+from ablate.errors import CellFailed
+from ablate.expand import expand
+from ablate.results import collect
+from ablate.spec import load_study
+from ablate.store import Store
+
+STUDY = """\
+name: micro
+description: a micro study on synthetic data
+base:
+  model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}
+  data: {vocab_size: 400, tokenizer_train_chars: 20000, max_len: 32, train_tokens: 3000, heldout_tokens: 1000}
+  pretrain: {steps: 12, batch_size: 8}
+  finetune: {tasks: [sst2], train_size: 100, epochs: 1, batch_size: 16, max_len: 32}
+variants:
+  static: {pretrain: {masking: static}}
+  dynamic: {pretrain: {masking: dynamic}}
+baseline: static
+seeds: {pretrain: [0], finetune: [0]}
+runtime: {threads: 1, log_every: 4, progress: false}
+"""
+
+
+@pytest.fixture
+def micro(tmp_path, tiny_data_root):
+    path = tmp_path / "micro.yaml"
+    path.write_text(STUDY)
+    return expand(load_study(path, "tiny")), Store(tmp_path / "results")
+
+
+def test_run_then_rerun_skips(micro):
+    plan, store = micro
+    counts = pipeline.run(plan, store)
+    assert counts == {"ran": 5, "skipped": 0, "failed": 0}  # 2 pretrain + 2 finetune + 1 random-init
+    res = collect(store, plan)
+    assert set(res.scores["variant"]) == {"static", "dynamic", "random-init"}
+    assert res.scores["value"].between(0, 1).all()
+    pre = res.pretrain.set_index("variant")
+    assert (pre["heldout_ppl"] > 1).all() and (pre["tokens_seen"] > 0).all()
+    assert len(res.curves) == 2 * 3  # 12 steps, a point every 4
+    stamps = {p: p.stat().st_mtime_ns for p in store.root.rglob("metrics.json")}
+    counts = pipeline.run(plan, store)
+    assert counts == {"ran": 0, "skipped": 5, "failed": 0}
+    assert stamps == {p: p.stat().st_mtime_ns for p in store.root.rglob("metrics.json")}
+
+
+def test_checkpoint_loads_with_auto_class(micro):
+    plan, store = micro
+    pipeline.run(plan, store)
+    from transformers import AutoModelForMaskedLM
+
+    ckpt = store.pretrain(plan.study.name, plan.pretrain[0].key).checkpoint
+    assert (ckpt / "model.safetensors").exists()
+    model = AutoModelForMaskedLM.from_pretrained(str(ckpt))
+    assert model.config.hidden_size == 32
+
+
+def test_failed_cell_is_recorded_and_study_goes_on(micro, monkeypatch):
+    plan, store = micro
+    real = pipeline_pretrain = __import__("ablate.pretrain", fromlist=["pretrain"]).pretrain
+
+    def flaky(cell, *a, **k):
+        if cell.variant == "static":
+            raise CellFailed("diverged at step 3: training loss is nan")
+        return real(cell, *a, **k)
+
+    monkeypatch.setattr("ablate.pretrain.pretrain", flaky)
+    counts = pipeline.run(plan, store)
+    assert counts["failed"] == 2  # the static pretraining and its fine-tune (skipped)
+    assert counts["ran"] == 3
+    res = collect(store, plan)
+    errors = {f["label"]: f["error"] for f in res.failures}
+    assert "diverged" in errors["static/seed0"]
+    assert "pretraining cell failed" in errors["static/pt0/sst2/ft0"]
+    monkeypatch.setattr("ablate.pretrain.pretrain", pipeline_pretrain)
+    counts = pipeline.run(plan, store)  # the failed cells are retried, the rest skipped
+    assert counts == {"ran": 2, "skipped": 3, "failed": 0}
+
+
+def test_force_reruns(micro):
+    plan, store = micro
+    pipeline.run(plan, store)
+    counts = pipeline.run(plan, store, force=True)
+    assert counts["ran"] == 5
+
+
+def test_loss_curve_lines_are_json(micro):
+    plan, store = micro
+    pipeline.run(plan, store)
+    lines = (store.pretrain(plan.study.name, plan.pretrain[0].key).path / "loss.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [4, 8, 12]
