@@ -23,7 +23,8 @@ from ablate.errors import CellFailed, UserError
 from ablate.expand import FinetuneCell
 from ablate.model import roberta_config
 from ablate.paths import data_root, local_file
-from ablate.pretrain import autocast, lr_lambda, pick_device, set_threads
+from ablate.engine import autocast, linear_schedule
+from ablate.pretrain import pick_device, set_threads
 from ablate.spec import RuntimeSpec
 from ablate.tasks import TASKS, TaskSpec
 
@@ -121,7 +122,7 @@ def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: Runti
     lengths = np.array([len(x) for x in train_ids])
     steps_per_epoch = int(np.ceil(len(train_ids) / ft.batch_size))
     total = max(1, int(round(steps_per_epoch * ft.epochs)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, ft.warmup_ratio))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(total, ft.warmup_ratio))
     t0 = time.perf_counter()
     step, batches = 0, []
     model.train()

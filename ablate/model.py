@@ -1,15 +1,10 @@
-"""ModelSpec -> a scaled-down RoBERTa from transformers, and the MLM loss over masked positions only.
+"""ModelSpec -> a scaled-down RoBERTa from transformers.
 
 The network is transformers' RobertaForMaskedLM, unchanged, so checkpoints load with
-AutoModelForMaskedLM.from_pretrained. Training calls the encoder and then the LM head
-only on the ~15% masked positions: the same loss as the full head (positions without a
-label carry no loss), for a fraction of the vocabulary projection's cost.
+AutoModelForMaskedLM.from_pretrained. The training step lives in ablate.engine.
 """
 
 from __future__ import annotations
-
-import torch
-import torch.nn.functional as F
 
 from ablate.data.tokenizer import BOS, EOS, PAD
 from ablate.spec import DataSpec, ModelSpec
@@ -43,20 +38,6 @@ def build_mlm(model: ModelSpec, data: DataSpec, vocab_size: int):
     from transformers import RobertaForMaskedLM
 
     return RobertaForMaskedLM(roberta_config(model, data, vocab_size))
-
-
-def mlm_loss(mlm, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-             reduction: str = "mean") -> tuple[torch.Tensor, int]:
-    """Cross-entropy over masked positions only -> (loss, number of masked tokens).
-
-    input_ids, attention_mask, labels: [B, L]; labels are -100 where no loss is taken.
-    """
-    hidden = mlm.roberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, H]
-    selected = labels != -100  # [B, L]
-    logits = mlm.lm_head(hidden[selected])  # [M, V], M = masked tokens in the batch
-    targets = labels[selected]  # [M]
-    loss = F.cross_entropy(logits.float(), targets, reduction=reduction)
-    return loss, int(targets.numel())
 
 
 def count_params(mlm) -> dict[str, int]:

@@ -27,7 +27,8 @@ from ablate.data.masking import mask_epoch, mask_tokens
 from ablate.data.tokenizer import PAD
 from ablate.errors import CellFailed
 from ablate.expand import PretrainCell
-from ablate.model import build_mlm, count_params, mlm_loss
+from ablate.engine import Trainer, autocast, masked_lm_loss
+from ablate.model import count_params
 from ablate.spec import Config, RuntimeSpec
 from ablate.store import RunDir
 
@@ -43,13 +44,6 @@ def pick_device(runtime: RuntimeSpec) -> torch.device:
 
 def set_threads(runtime: RuntimeSpec) -> None:
     torch.set_num_threads(runtime.threads or os.cpu_count() or 1)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on GPU; plain fp32 on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
 
 
 @dataclass
@@ -94,26 +88,6 @@ def make_batch(data: Packed, idx: np.ndarray, epochs: np.ndarray, seed: int, cfg
     return torch.from_numpy(inputs), torch.from_numpy(attn), torch.from_numpy(labels)
 
 
-def lr_lambda(total: int, warmup_ratio: float) -> Callable[[int], float]:
-    warm = max(1, int(round(total * warmup_ratio)))
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total - step) / max(1, total - warm))
-
-    return f
-
-
-def make_optimizer(model, cfg: Config):
-    p = cfg.pretrain
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, foreach=True)
-
-
 @torch.no_grad()
 def heldout_eval(model, heldout: Packed, unigram: np.ndarray, cfg: Config, vocab: int, device, batch: int) -> dict:
     """MLM loss on the held-out blocks with fixed masks, and the unigram model's loss on the same targets."""
@@ -128,8 +102,8 @@ def heldout_eval(model, heldout: Packed, unigram: np.ndarray, cfg: Config, vocab
                                      p.random_token_frac)
         attn = (blocks != PAD).astype(np.int64)
         with autocast(device):
-            loss, n = mlm_loss(model, torch.from_numpy(inputs).to(device), torch.from_numpy(attn).to(device),
-                               torch.from_numpy(labels).to(device), reduction="sum")
+            loss, n = masked_lm_loss(model, torch.from_numpy(inputs).to(device), torch.from_numpy(attn).to(device),
+                                     torch.from_numpy(labels).to(device), reduction="sum")
         total += float(loss)
         count += n
         uni_total += float(-logp_uni[labels[labels != -100]].sum())
@@ -156,38 +130,28 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
     cfg, p = cell.config, cell.config.pretrain
     set_threads(runtime)
     device = pick_device(runtime)
-    torch.manual_seed(cell.seed)
     train, heldout = load_corpus(corpus_dir, "train"), load_corpus(corpus_dir, "heldout")
     unigram = np.load(corpus_dir / "unigram.npy")
-    model = build_mlm(cfg.model, cfg.data, vocab).to(device)
-    model.train()
-    opt = make_optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(p.steps, p.warmup_ratio))
+    trainer = Trainer(cfg, vocab, device, cell.seed, compile=runtime.compile)
     stream = BatchStream(len(train.lengths), p.batch_size, cell.seed, p.masking, p.static_copies)
     curve_path = run.path / "loss.jsonl"
     curve_path.unlink(missing_ok=True)
     tokens = masked_total = 0
-    window, window_n = 0.0, 0
+    window, window_n, last_loss = 0.0, 0, float("nan")
     t0 = time.perf_counter()
     for step in range(p.steps):
         idx, epochs = stream.indices(step)
         inputs, attn, labels = (t.to(device) for t in make_batch(train, idx, epochs, cell.seed, cfg, vocab))
-        with autocast(device):
-            loss, n_masked = mlm_loss(model, inputs, attn, labels)
-        if not torch.isfinite(loss):
-            raise CellFailed(f"diverged at step {step}: training loss is {float(loss)}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if p.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-        opt.step()
-        sched.step()
+        loss, n_masked = trainer.step(inputs, attn, labels)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise CellFailed(f"diverged at step {step}: training loss is {loss_value}")
         tokens += int(attn.sum())
         masked_total += n_masked
-        window += loss.item()
+        window += loss_value
         window_n += 1
         if (step + 1) % runtime.log_every == 0 or step + 1 == p.steps:
-            point = {"step": step + 1, "loss": window / window_n, "lr": sched.get_last_lr()[0], "tokens": tokens,
+            point = {"step": step + 1, "loss": window / window_n, "lr": trainer.lr(), "tokens": tokens,
                      "epoch": float((step + 1) * p.batch_size / len(train.lengths))}
             with open(curve_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(point) + "\n")
@@ -195,6 +159,7 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
                 progress(step + 1, p.steps, point["loss"])
             last_loss = point["loss"]
             window, window_n = 0.0, 0
+    model = trainer.model
     wall = time.perf_counter() - t0
     ev = heldout_eval(model, heldout, unigram, cfg, vocab, device, runtime.eval_batch_size)
     model.save_pretrained(str(run.checkpoint), safe_serialization=True)

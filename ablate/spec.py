@@ -128,6 +128,7 @@ class RuntimeSpec(Frozen):
     threads: Optional[int] = Field(None, ge=1, le=1024)  # torch threads; None = all cores
     log_every: int = Field(50, ge=1)  # steps between loss-curve points
     eval_batch_size: int = Field(128, ge=1)
+    compile: bool = False  # torch.compile the training step (pays off on long runs only)
     progress: bool = True
 
 

@@ -1,0 +1,222 @@
+"""Pretraining throughput: the ablate engine vs a plain Hugging Face setup, alternated in one run.
+
+Baseline: RobertaForMaskedLM (full LM head over every token) + DataCollatorForLanguageModeling
++ torch.optim.AdamW with default settings. Ablate: ablate.engine (masked-only LM head, fused QKV,
+fast dropout masks, allocator tuning) + ablate's masking + ablate's AdamW. Same model config,
+sequence length, batch, optimizer hyper-parameters and data (the packed corpus blocks).
+
+After warm-up the two alternate for --rounds rounds of --steps steps each; we print tokens/s for
+each, the ratio ablate/baseline (median and range over rounds), peak memory (RSS, each engine in
+its own process), and model-FLOPs utilisation against the fp32 matmul peak this script measures.
+
+    python benchmarks/pretrain_throughput.py                 # the `cpu` scale model
+    python benchmarks/pretrain_throughput.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def matmul_peak(threads: int, seconds: float = 3.0) -> float:
+    """Measured fp32 matmul FLOP/s (best of several square matmuls)."""
+    torch.set_num_threads(threads)
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 3:
+            a @ b
+            reps += 1
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0))
+    return best
+
+
+def make_config(args):
+    from ablate.scales import SCALE_PRESETS
+    from ablate.spec import Config, deep_merge
+
+    over = {"model": {}, "data": {"train_tokens": args.train_tokens}, "pretrain": {"batch_size": args.batch}}
+    if args.hidden:
+        over["model"] = {"hidden_size": args.hidden, "num_layers": args.layers, "num_heads": args.heads,
+                         "intermediate_size": 4 * args.hidden}
+    return Config.model_validate(deep_merge(SCALE_PRESETS[args.scale], over))
+
+
+def load_blocks(cfg, results: Path):
+    from ablate.data.corpus import load_corpus, prepare_corpus
+    from ablate.data.tokenizer import load_tokenizer, tokenizer_dir
+    from ablate.store import Store
+
+    store = Store(results)
+    tok = load_tokenizer(store, cfg)
+    return load_corpus(prepare_corpus(store, cfg), "train"), tok.get_vocab_size(), tokenizer_dir(store, cfg) / "hf"
+
+
+class Baseline:
+    """The plain Hugging Face recipe (run_mlm.py style)."""
+
+    def __init__(self, cfg, vocab, hf_dir, seed=0):
+        from transformers import AutoTokenizer, DataCollatorForLanguageModeling, RobertaForMaskedLM
+
+        from ablate.model import roberta_config
+
+        torch.manual_seed(seed)
+        self.model = RobertaForMaskedLM(roberta_config(cfg.model, cfg.data, vocab))
+        self.model.train()
+        p = cfg.pretrain
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps,
+                                     weight_decay=p.weight_decay)
+        tok = AutoTokenizer.from_pretrained(str(hf_dir))
+        self.collator = DataCollatorForLanguageModeling(tokenizer=tok, mlm_probability=p.mask_prob)
+
+    def step(self, blocks, lengths, idx, step):
+        feats = [{"input_ids": blocks[i, : lengths[i]].tolist()} for i in idx]
+        batch = self.collator(feats)
+        loss = self.model(**batch).loss
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return int(batch["attention_mask"].sum())
+
+    def flops_per_token(self, cfg, vocab):
+        m = cfg.model
+        return 6 * m.non_embedding_params() + 12 * m.num_layers * cfg.data.max_len * m.hidden_size + \
+            6 * (m.hidden_size**2 + m.hidden_size * vocab)
+
+
+class Ablate:
+    """The ablate engine, as ablate.pretrain uses it."""
+
+    def __init__(self, cfg, vocab, hf_dir, seed=0, compile=False):
+        from ablate.engine import Trainer
+
+        self.cfg, self.vocab = cfg, vocab
+        self.trainer = Trainer(cfg, vocab, torch.device("cpu"), seed=seed, compile=compile)
+
+    def step(self, blocks, lengths, idx, step):
+        inputs, attn, labels = make_batch_from(blocks, lengths, idx, step, self.cfg, self.vocab)
+        self.trainer.step(inputs, attn, labels)
+        return int(attn.sum())
+
+    def flops_per_token(self, cfg, vocab):
+        m = cfg.model
+        return 6 * m.non_embedding_params() + 12 * m.num_layers * cfg.data.max_len * m.hidden_size + \
+            6 * cfg.pretrain.mask_prob * (m.hidden_size**2 + m.hidden_size * vocab)
+
+
+def make_batch_from(blocks, lengths, idx, step, cfg, vocab):
+    from ablate.data.corpus import Packed
+    from ablate.pretrain import make_batch
+
+    return make_batch(Packed(blocks, lengths), idx, np.zeros(len(idx), dtype=np.int64), 0, cfg, vocab)
+
+
+def _peak_rss(kind, args, q):
+    torch.set_num_threads(args.threads)
+    cfg = make_config(args)
+    data, vocab, hf_dir = load_blocks(cfg, Path(args.results))
+    eng = Baseline(cfg, vocab, hf_dir) if kind == "baseline" else Ablate(cfg, vocab, hf_dir, compile=args.compile)
+    blocks, lengths = np.asarray(data.blocks), data.lengths
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for s in range(3):
+        eng.step(blocks, lengths, np.arange(s * args.batch, (s + 1) * args.batch) % len(lengths), s)
+    q.put((kind, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, before / 1024))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", default="cpu")
+    ap.add_argument("--hidden", type=int, default=0, help="override the model width (layers/heads below)")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--train-tokens", type=int, default=400_000)
+    ap.add_argument("--steps", type=int, default=6, help="steps per engine per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--compile", action="store_true", help="torch.compile the ablate step")
+    ap.add_argument("--results", default=str(REPO / "results"), help="results root holding the data cache")
+    ap.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "pretrain_throughput.json"))
+    args = ap.parse_args()
+    os.environ.setdefault("ABLATE_DATA_DIR", str(REPO.parent / "shared" / "data"))
+
+    torch.set_num_threads(args.threads)
+    peak = matmul_peak(args.threads)
+    cfg = make_config(args)
+    data, vocab, hf_dir = load_blocks(cfg, Path(args.results))
+    blocks, lengths = np.asarray(data.blocks), data.lengths
+    engines = {"baseline": Baseline(cfg, vocab, hf_dir), "ablate": Ablate(cfg, vocab, hf_dir, compile=args.compile)}
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, len(lengths), args.batch) for _ in range(args.warmup + args.rounds * args.steps)]
+    for name, eng in engines.items():  # warm-up (and compilation)
+        for s in range(args.warmup):
+            eng.step(blocks, lengths, batches[s], s)
+    rates = {k: [] for k in engines}
+    for r in range(args.rounds):
+        chunk = batches[args.warmup + r * args.steps: args.warmup + (r + 1) * args.steps]
+        for name, eng in engines.items():  # same batches for both, alternating
+            tokens, t0 = 0, time.perf_counter()
+            for s, idx in enumerate(chunk):
+                tokens += eng.step(blocks, lengths, idx, s)
+            rates[name].append(tokens / (time.perf_counter() - t0))
+    ratios = [a / b for a, b in zip(rates["ablate"], rates["baseline"])]
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    mem = {}
+    for kind in engines:
+        proc = ctx.Process(target=_peak_rss, args=(kind, args, q))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise SystemExit(f"the {kind} memory probe failed (exit code {proc.exitcode})")
+        k, peak_mb, base_mb = q.get(timeout=60)
+        mem[k] = {"peak_rss_mb": round(peak_mb, 1), "rss_before_steps_mb": round(base_mb, 1)}
+
+    out = {
+        "config": {"model": cfg.model.model_dump(), "max_len": cfg.data.max_len, "batch": args.batch,
+                   "vocab": vocab, "threads": args.threads, "compile": args.compile},
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "torch": torch.__version__},
+        "matmul_peak_gflops": round(peak / 1e9, 1),
+        "tokens_per_s": {k: round(statistics.median(v)) for k, v in rates.items()},
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "mfu": {k: round(statistics.median(rates[k]) * engines[k].flops_per_token(cfg, vocab) / peak, 3)
+                for k in engines},
+        "memory": mem,
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+    }
+    print(f"fp32 matmul peak: {out['matmul_peak_gflops']} GFLOP/s on {args.threads} threads")
+    for k in engines:
+        print(f"{k:9s} {out['tokens_per_s'][k]:>8} tokens/s  MFU {out['mfu'][k]:.1%}  "
+              f"peak RSS {mem[k]['peak_rss_mb']} MB")
+    print(f"ratio ablate/baseline: {out['ratio_median']:.2f} (range {out['ratio_min']:.2f}-{out['ratio_max']:.2f} "
+          f"over {args.rounds} rounds)")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
