@@ -18,6 +18,7 @@ inputs and labels (tests/test_engine.py).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -97,14 +98,46 @@ def encoder_forward(mlm, input_ids: torch.Tensor, attention_mask: Optional[torch
     return x
 
 
+@dataclass
+class Batch:
+    """One step's inputs, all [B, L] except nsp_labels [B]."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor  # -100 where no MLM loss is taken
+    token_type_ids: Optional[torch.Tensor] = None  # pair formats: 1 on segment B
+    nsp_labels: Optional[torch.Tensor] = None  # pair formats: 0 = B continues A, 1 = B is random
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(*(None if t is None else t.to(device) for t in
+                       (self.input_ids, self.attention_mask, self.labels, self.token_type_ids, self.nsp_labels)))
+
+
 def masked_lm_loss(mlm, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor], labels: torch.Tensor,
-                   rng: Optional[DropoutRNG] = None, reduction: str = "mean") -> tuple[torch.Tensor, int]:
+                   rng: Optional[DropoutRNG] = None, reduction: str = "mean",
+                   token_type_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, int]:
     """Cross-entropy over positions with a label (!= -100), the LM head run on those alone -> (loss, count)."""
-    hidden = encoder_forward(mlm, input_ids, attention_mask, rng)  # [B, L, H]
+    hidden = encoder_forward(mlm, input_ids, attention_mask, rng, token_type_ids)  # [B, L, H]
+    return masked_lm_loss_from_hidden(mlm, hidden, labels, reduction)
+
+
+def masked_lm_loss_from_hidden(mlm, hidden: torch.Tensor, labels: torch.Tensor, reduction: str) -> tuple[torch.Tensor, int]:
     selected = labels != -100
-    logits = mlm.lm_head(hidden[selected])  # [M, V]
+    logits = mlm.lm_head(hidden[selected])  # [M, V], M = masked tokens in the batch
     targets = labels[selected]
     return F.cross_entropy(logits.float(), targets, reduction=reduction), int(targets.numel())
+
+
+def pretrain_losses(mlm, nsp_head, batch: Batch, rng: Optional[DropoutRNG]) -> dict:
+    """MLM loss (+ NSP loss on the first token when nsp_head is given) -> {loss, mlm, nsp, masked, nsp_correct}."""
+    hidden = encoder_forward(mlm, batch.input_ids, batch.attention_mask, rng, batch.token_type_ids)
+    mlm_loss, n = masked_lm_loss_from_hidden(mlm, hidden, batch.labels, "mean")
+    out = {"loss": mlm_loss, "mlm": mlm_loss, "masked": n}
+    if nsp_head is not None and batch.nsp_labels is not None:
+        logits = nsp_head(hidden[:, 0], rng)  # [B, 2]
+        nsp = F.cross_entropy(logits.float(), batch.nsp_labels)
+        out.update(loss=mlm_loss + nsp, nsp=nsp, nsp_correct=int((logits.argmax(-1) == batch.nsp_labels).sum()))
+    return out
 
 
 def tune_allocator() -> None:
@@ -134,38 +167,38 @@ def make_optimizer(model, cfg):
 
 
 class Trainer:
-    """Model + optimizer + schedule + dropout RNG: `step(batch)` is one optimizer step.
-
-    Everything needed to resume bit-for-bit is in `state_dict()`.
-    """
+    """Model (+ NSP head) + optimizer + schedule + dropout RNG: `step(batch)` is one optimizer step."""
 
     def __init__(self, cfg, vocab: int, device: torch.device, seed: int, compile: bool = False):
-        from ablate.model import build_mlm
+        from ablate.model import NSPHead, build_mlm
 
         tune_allocator()
         self.cfg, self.device = cfg, device
         torch.manual_seed(seed)
         self.model = build_mlm(cfg.model, cfg.data, vocab).to(device)
-        self.model.train()
-        self.opt = make_optimizer(self.model, cfg)
+        self.nsp_head = NSPHead(cfg.model).to(device) if cfg.pretrain.nsp else None
+        modules = torch.nn.ModuleDict({"mlm": self.model, **({"nsp": self.nsp_head} if self.nsp_head else {})})
+        modules.train()
+        self.params = list(modules.parameters())
+        self.opt = make_optimizer(modules, cfg)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_schedule(cfg.pretrain.steps,
                                                                                  cfg.pretrain.warmup_ratio))
         self.rng = DropoutRNG(seed)
-        self.loss_fn = torch.compile(masked_lm_loss, dynamic=True) if compile else masked_lm_loss
+        self.loss_fn = torch.compile(pretrain_losses, dynamic=True) if compile else pretrain_losses
 
-    def step(self, inputs: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Forward, backward, clip, update; returns the (detached) loss and the masked-token count."""
+    def step(self, batch: Batch) -> dict:
+        """Forward, backward, clip, update; returns the losses (detached) and counts."""
         with autocast(self.device):
-            loss, n = self.loss_fn(self.model, inputs, attn, labels, self.rng)
-        if not torch.isfinite(loss):
-            return loss.detach(), n
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.pretrain.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.pretrain.grad_clip, foreach=True)
-        self.opt.step()
-        self.sched.step()
-        return loss.detach(), n
+            out = self.loss_fn(self.model, self.nsp_head, batch, self.rng)
+        loss = out["loss"]
+        if torch.isfinite(loss):
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.pretrain.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.pretrain.grad_clip, foreach=True)
+            self.opt.step()
+            self.sched.step()
+        return {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
 
     def lr(self) -> float:
         return self.sched.get_last_lr()[0]

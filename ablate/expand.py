@@ -15,7 +15,7 @@ from typing import Any, Optional
 from ablate.spec import Config, StudySpec
 
 RANDOM_INIT = "random-init"
-HASH_VERSION = 1  # bump when the meaning of a hashed setting changes
+HASH_VERSION = 2  # bump when the meaning of a hashed setting changes (2: blingfire sentences, type ids)
 
 
 def canonical_json(obj: Any) -> str:

@@ -22,12 +22,13 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ablate.data.corpus import Packed, load_corpus
+from ablate.data.corpus import load_corpus
+from ablate.data.formats import Packed, token_types
 from ablate.data.masking import mask_epoch, mask_tokens
 from ablate.data.tokenizer import PAD
 from ablate.errors import CellFailed
 from ablate.expand import PretrainCell
-from ablate.engine import Trainer, autocast, masked_lm_loss
+from ablate.engine import Batch, Trainer, autocast, encoder_forward, masked_lm_loss_from_hidden
 from ablate.model import count_params
 from ablate.spec import Config, RuntimeSpec
 from ablate.store import RunDir
@@ -70,50 +71,70 @@ class BatchStream:
         return out, epochs
 
 
-def make_batch(data: Packed, idx: np.ndarray, epochs: np.ndarray, seed: int, cfg: Config, vocab: int):
-    """Blocks at idx, masked for their mask epochs -> (input_ids, attention_mask, labels) tensors."""
+def _rows(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """arr[idx] reading a memory map in ascending order (then restoring idx's order)."""
+    order = np.argsort(idx, kind="stable")
+    out = np.asarray(arr[idx[order]])
+    return out[np.argsort(order, kind="stable")]
+
+
+def make_batch(data: Packed, idx: np.ndarray, epochs: np.ndarray, seed: int, cfg: Config, vocab: int,
+               mask_epochs: Optional[np.ndarray] = None) -> Batch:
+    """Blocks at idx, masked for their mask epochs (pure functions of seed, epoch and index) -> Batch."""
     p = cfg.pretrain
-    blocks = np.asarray(data.blocks[np.sort(idx)])[np.argsort(np.argsort(idx))]  # mmap reads in order
     width = int(data.lengths[idx].max())
-    blocks = blocks[:, :width]
+    blocks = _rows(data.blocks, idx)[:, :width]
     inputs = np.empty(blocks.shape, dtype=np.int64)
     labels = np.empty(blocks.shape, dtype=np.int64)
-    for e in np.unique(epochs):  # usually one epoch per batch
-        sel = epochs == e
-        me = mask_epoch(p.masking, int(e), p.static_copies)
+    if mask_epochs is None:
+        mask_epochs = np.array([mask_epoch(p.masking, int(e), p.static_copies) for e in epochs])
+    for me in np.unique(mask_epochs):  # usually one epoch per batch
+        sel = mask_epochs == me
         inputs[sel], labels[sel] = mask_tokens(
-            blocks[sel], idx[sel], seed, me, vocab, p.mask_prob, p.mask_token_frac, p.random_token_frac
+            blocks[sel], idx[sel], seed, int(me), vocab, p.mask_prob, p.mask_token_frac, p.random_token_frac
         )
-    attn = (blocks != PAD).astype(np.int64)
-    return torch.from_numpy(inputs), torch.from_numpy(attn), torch.from_numpy(labels)
+    batch = Batch(torch.from_numpy(inputs), torch.from_numpy((blocks != PAD).astype(np.int64)),
+                  torch.from_numpy(labels))
+    if data.is_pair:
+        batch.token_type_ids = torch.from_numpy(token_types(blocks, data.b_start[idx]))
+        batch.nsp_labels = torch.from_numpy(data.nsp[idx].astype(np.int64))
+    return batch
 
 
 @torch.no_grad()
-def heldout_eval(model, heldout: Packed, unigram: np.ndarray, cfg: Config, vocab: int, device, batch: int) -> dict:
-    """MLM loss on the held-out blocks with fixed masks, and the unigram model's loss on the same targets."""
+def heldout_eval(trainer: Trainer, heldout: Packed, unigram: np.ndarray, cfg: Config, vocab: int,
+                 batch_size: int) -> dict:
+    """MLM loss on the held-out blocks with one fixed set of masks (the same for every variant), the
+    unigram model's loss on the same targets, and NSP accuracy on held-out pairs when trained with NSP."""
+    model, device = trainer.model, trainer.device
     model.eval()
-    total, count, uni_total = 0.0, 0, 0.0
+    if trainer.nsp_head is not None:
+        trainer.nsp_head.eval()
+    total, count, uni_total, nsp_right, nsp_n = 0.0, 0, 0.0, 0, 0
     logp_uni = np.log((unigram + 1.0) / (unigram.sum() + len(unigram)))  # add-one smoothed unigram
-    p = cfg.pretrain
-    for start in range(0, len(heldout.lengths), batch):
-        idx = np.arange(start, min(start + batch, len(heldout.lengths)))
-        blocks = np.asarray(heldout.blocks[idx])
-        inputs, labels = mask_tokens(blocks, idx, HELDOUT_SEED, 0, vocab, p.mask_prob, p.mask_token_frac,
-                                     p.random_token_frac)
-        attn = (blocks != PAD).astype(np.int64)
+    n = len(heldout.lengths)
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        batch = make_batch(heldout, idx, np.zeros(len(idx)), HELDOUT_SEED, cfg, vocab, mask_epochs=np.zeros(len(idx)))
+        labels = batch.labels.numpy()
         with autocast(device):
-            loss, n = masked_lm_loss(model, torch.from_numpy(inputs).to(device), torch.from_numpy(attn).to(device),
-                                     torch.from_numpy(labels).to(device), reduction="sum")
+            hidden = encoder_forward(model, *(t.to(device) if t is not None else None for t in
+                                              (batch.input_ids, batch.attention_mask)), None,
+                                     None if batch.token_type_ids is None else batch.token_type_ids.to(device))
+            loss, m = masked_lm_loss_from_hidden(model, hidden, batch.labels.to(device), "sum")
+            if trainer.nsp_head is not None and batch.nsp_labels is not None:
+                pred = trainer.nsp_head(hidden[:, 0]).argmax(-1).cpu()
+                nsp_right += int((pred == batch.nsp_labels).sum())
+                nsp_n += len(idx)
         total += float(loss)
-        count += n
+        count += m
         uni_total += float(-logp_uni[labels[labels != -100]].sum())
     model.train()
-    return {
-        "heldout_loss": total / count,
-        "heldout_ppl": math.exp(total / count),
-        "unigram_ppl": math.exp(uni_total / count),
-        "heldout_masked_tokens": count,
-    }
+    out = {"heldout_loss": total / count, "heldout_ppl": math.exp(total / count),
+           "unigram_ppl": math.exp(uni_total / count), "heldout_masked_tokens": count}
+    if nsp_n:
+        out["heldout_nsp_accuracy"] = nsp_right / nsp_n
+    return out
 
 
 def flops_estimate(cfg: Config, params: dict, tokens: int, masked: int, vocab: int) -> float:
@@ -125,53 +146,60 @@ def flops_estimate(cfg: Config, params: dict, tokens: int, masked: int, vocab: i
 
 
 def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runtime: RuntimeSpec,
-             progress: Optional[Progress] = None) -> dict:
-    """Train one cell to the end and write its checkpoint and metrics; return the metrics."""
+             progress: Optional[Progress] = None, batch_size: Optional[int] = None) -> dict:
+    """Train one cell to the end and write its checkpoint and metrics; return the metrics.
+
+    batch_size: sequences per step when the input format grows its batch to match a reference
+    format's tokens per step (ablate.data.corpus.effective_batch_size); default the spec's.
+    """
     cfg, p = cell.config, cell.config.pretrain
+    batch_size = batch_size or p.batch_size
     set_threads(runtime)
     device = pick_device(runtime)
     train, heldout = load_corpus(corpus_dir, "train"), load_corpus(corpus_dir, "heldout")
     unigram = np.load(corpus_dir / "unigram.npy")
     trainer = Trainer(cfg, vocab, device, cell.seed, compile=runtime.compile)
-    stream = BatchStream(len(train.lengths), p.batch_size, cell.seed, p.masking, p.static_copies)
+    stream = BatchStream(len(train.lengths), batch_size, cell.seed, p.masking, p.static_copies)
     curve_path = run.path / "loss.jsonl"
     curve_path.unlink(missing_ok=True)
     tokens = masked_total = 0
-    window, window_n, last_loss = 0.0, 0, float("nan")
+    window: dict[str, float] = {}
+    window_n, last_loss = 0, float("nan")
     t0 = time.perf_counter()
     for step in range(p.steps):
         idx, epochs = stream.indices(step)
-        inputs, attn, labels = (t.to(device) for t in make_batch(train, idx, epochs, cell.seed, cfg, vocab))
-        loss, n_masked = trainer.step(inputs, attn, labels)
-        loss_value = loss.item()
+        batch = make_batch(train, idx, epochs, cell.seed, cfg, vocab).to(device)
+        out = trainer.step(batch)
+        loss_value = out["loss"].item()
         if not math.isfinite(loss_value):
             raise CellFailed(f"diverged at step {step}: training loss is {loss_value}")
-        tokens += int(attn.sum())
-        masked_total += n_masked
-        window += loss_value
+        tokens += int(batch.attention_mask.sum())
+        masked_total += out["masked"]
+        for k in ("loss", "mlm", "nsp"):
+            if k in out:
+                window[k] = window.get(k, 0.0) + float(out[k])
         window_n += 1
         if (step + 1) % runtime.log_every == 0 or step + 1 == p.steps:
-            point = {"step": step + 1, "loss": window / window_n, "lr": trainer.lr(), "tokens": tokens,
-                     "epoch": float((step + 1) * p.batch_size / len(train.lengths))}
+            point = {"step": step + 1, **{k: v / window_n for k, v in window.items()}, "lr": trainer.lr(),
+                     "tokens": tokens, "epoch": float((step + 1) * batch_size / len(train.lengths))}
             with open(curve_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(point) + "\n")
             if progress:
                 progress(step + 1, p.steps, point["loss"])
             last_loss = point["loss"]
-            window, window_n = 0.0, 0
-    model = trainer.model
+            window, window_n = {}, 0
     wall = time.perf_counter() - t0
-    ev = heldout_eval(model, heldout, unigram, cfg, vocab, device, runtime.eval_batch_size)
-    model.save_pretrained(str(run.checkpoint), safe_serialization=True)
-    params = count_params(model)
+    ev = heldout_eval(trainer, heldout, unigram, cfg, vocab, runtime.eval_batch_size)
+    save_checkpoint(trainer, run.checkpoint)
+    params = count_params(trainer.model)
     return {
         **ev,
         **params,
         "steps": p.steps,
         "tokens_seen": tokens,
         "tokens_per_step": tokens / p.steps,
-        "sequences_per_step": p.batch_size,
-        "epochs": p.steps * p.batch_size / len(train.lengths),
+        "sequences_per_step": batch_size,
+        "epochs": p.steps * batch_size / len(train.lengths),
         "flops": flops_estimate(cfg, params, tokens, masked_total, vocab),
         "wall_s": wall,
         "tokens_per_s": tokens / wall,
@@ -179,3 +207,12 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
         "device": device.type,
         "threads": torch.get_num_threads(),
     }
+
+
+def save_checkpoint(trainer: Trainer, folder: Path) -> None:
+    """save_pretrained (safetensors) for the encoder + MLM head; the NSP head beside it."""
+    trainer.model.save_pretrained(str(folder), safe_serialization=True)
+    if trainer.nsp_head is not None:
+        from safetensors.torch import save_file
+
+        save_file(trainer.nsp_head.state_dict(), str(folder / "nsp_head.safetensors"))

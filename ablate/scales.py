@@ -30,7 +30,7 @@ SCALE_PRESETS: dict[str, dict[str, Any]] = {
             "vocab_size": 8192,
             "tokenizer_train_chars": 20_000_000,
             "max_len": 128,
-            "train_tokens": None,
+            "train_tokens": 2_000_000,  # small enough for several epochs, so static and dynamic masks differ
             "heldout_tokens": 200_000,
         },
         "pretrain": {"steps": 3000, "batch_size": 64, "lr": 1e-3},

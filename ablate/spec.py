@@ -62,10 +62,19 @@ class DataSpec(Frozen):
     tokenizer: Literal["byte_bpe"] = "byte_bpe"  # RoBERTa's byte-level BPE
     vocab_size: int = Field(8192, ge=300, le=262144)
     tokenizer_train_chars: int = Field(20_000_000, ge=10_000)  # characters of train text the tokenizer learns from
-    format: Literal["full_sentences"] = "full_sentences"  # input format (paper section 4.2)
+    format: str = "full_sentences"  # input format (paper section 4.2): see ablate.data.formats.FORMATS
     max_len: int = Field(128, ge=16, le=4096)  # tokens per input, special tokens included
     train_tokens: Optional[int] = Field(None, ge=1000)  # cap on distinct pretraining tokens (a corpus prefix); None = all
     heldout_tokens: int = Field(200_000, ge=1000)  # validation tokens for held-out MLM perplexity
+
+
+    @field_validator("format")
+    @classmethod
+    def _format_known(cls, v: str) -> str:
+        from ablate.data.formats import FORMATS
+
+        FORMATS.get(v)  # raises UserError with did-you-mean
+        return v
 
 
 class PretrainSpec(Frozen):
@@ -158,8 +167,11 @@ class Config(Frozen):
 
     @model_validator(mode="after")
     def _cross(self) -> "Config":
-        if self.pretrain.nsp and self.data.format == "full_sentences":
-            raise ValueError("pretrain.nsp needs a pair input format (segment_pair or sentence_pair)")
+        from ablate.data.formats import FORMATS
+
+        if self.pretrain.nsp and not FORMATS.get(self.data.format).pair:
+            raise ValueError(f"pretrain.nsp needs a pair input format (segment_pair or sentence_pair), "
+                             f"not {self.data.format}")
         return self
 
 

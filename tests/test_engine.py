@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from ablate.data.masking import mask_tokens
 from ablate.data.tokenizer import PAD
-from ablate.engine import DropoutRNG, Trainer, encoder_forward, masked_lm_loss
+from ablate.engine import Batch, DropoutRNG, Trainer, encoder_forward, masked_lm_loss
 from ablate.model import build_mlm
 from ablate.spec import Config, DataSpec, ModelSpec, PretrainSpec
 
@@ -76,7 +77,21 @@ def test_dropout_rate_and_reproducibility():
 def test_trainer_learns_a_fixed_batch():
     cfg, _, inputs, attn, labels = setup()
     trainer = Trainer(cfg, VOCAB, torch.device("cpu"), seed=0)
-    first = trainer.step(inputs, attn, labels)[0].item()
+    batch = Batch(inputs, attn, labels)
+    first = trainer.step(batch)["loss"].item()
     for _ in range(15):
-        last = trainer.step(inputs, attn, labels)[0].item()
+        last = trainer.step(batch)["loss"].item()
     assert last < first - 0.5
+
+
+def test_nsp_head_trains_with_pairs():
+    cfg, _, inputs, attn, labels = setup()
+    cfg = cfg.model_copy(update={"pretrain": cfg.pretrain.model_copy(update={"nsp": True})})
+    types = torch.zeros_like(inputs)
+    types[:, 12:] = 1
+    nsp = torch.tensor([0, 1, 0, 1, 1, 0])
+    trainer = Trainer(cfg, VOCAB, torch.device("cpu"), seed=0)
+    out = trainer.step(Batch(inputs, attn, labels, types, nsp))
+    assert out["loss"].item() == pytest.approx(out["mlm"].item() + out["nsp"].item(), rel=1e-5)
+    assert 0 <= out["nsp_correct"] <= 6
+    assert any(p is q for p in trainer.params for q in trainer.nsp_head.parameters())

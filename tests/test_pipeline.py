@@ -98,3 +98,46 @@ def test_loss_curve_lines_are_json(micro):
     pipeline.run(plan, store)
     lines = (store.pretrain(plan.study.name, plan.pretrain[0].key).path / "loss.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [4, 8, 12]
+
+
+FORMATS_STUDY = """\
+name: formats
+description: every input format on synthetic data
+base:
+  model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}
+  data: {vocab_size: 400, tokenizer_train_chars: 20000, max_len: 48, train_tokens: 4000, heldout_tokens: 1500}
+  pretrain: {steps: 6, batch_size: 8}
+  finetune: {tasks: [sst2], train_size: 50, epochs: 1, batch_size: 16, max_len: 32, random_init_control: false}
+variants:
+  segment_pair: {data: {format: segment_pair}, pretrain: {nsp: true}}
+  sentence_pair: {data: {format: sentence_pair}, pretrain: {nsp: true}}
+  full_sentences: {data: {format: full_sentences}}
+  doc_sentences: {data: {format: doc_sentences}}
+  segment_pair_no_nsp: {data: {format: segment_pair}}
+baseline: segment_pair
+seeds: {pretrain: [0], finetune: [0]}
+runtime: {threads: 1, log_every: 3, progress: false}
+"""
+
+
+def test_input_formats_and_nsp(tmp_path, tiny_data_root):
+    path = tmp_path / "formats.yaml"
+    path.write_text(FORMATS_STUDY)
+    plan = expand(load_study(path, "tiny"))
+    store = Store(tmp_path / "results")
+    counts = pipeline.run(plan, store)
+    assert counts["failed"] == 0, collect(store, plan).failures
+    m = {c.variant: store.pretrain("formats", c.key).metrics() for c in plan.pretrain}
+    assert "heldout_nsp_accuracy" in m["segment_pair"] and "heldout_nsp_accuracy" in m["sentence_pair"]
+    assert "heldout_nsp_accuracy" not in m["segment_pair_no_nsp"]
+    assert m["full_sentences"]["sequences_per_step"] == 8
+    # token-matched formats grow their batch, and their tokens per step match the reference's
+    assert m["sentence_pair"]["sequences_per_step"] > 8
+    assert m["doc_sentences"]["sequences_per_step"] >= 8
+    for fmt, ref in (("sentence_pair", "segment_pair"), ("doc_sentences", "full_sentences")):
+        ratio = m[fmt]["tokens_per_step"] / m[ref]["tokens_per_step"]
+        assert 0.75 < ratio < 1.33, (fmt, ratio)
+    curve = (store.pretrain("formats", plan.pretrain[0].key).path / "loss.jsonl").read_text()
+    assert '"nsp"' in curve
+    ckpt = store.pretrain("formats", plan.pretrain[0].key).checkpoint
+    assert (ckpt / "nsp_head.safetensors").exists()

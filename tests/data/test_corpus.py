@@ -1,38 +1,23 @@
-"""Sentence splitting and FULL-SENTENCES packing; tokenizer and corpus caches."""
+"""Sentence splitting, the tokenizer, and the prepared-corpus caches."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ablate.data.corpus import _Packer, load_corpus, pack_documents, prepare_corpus, split_sentences
+from ablate.data.corpus import effective_batch_size, load_corpus, load_sentences, prepare_corpus
+from ablate.data.sentences import split_sentences, tokenize_documents
 from ablate.data.tokenizer import BOS, EOS, PAD, SPECIALS, load_tokenizer, tokenizer_dir
 from ablate.spec import Config, DataSpec
 from ablate.store import Store
 
 
-def test_split_sentences():
-    para = 'He came home. "Was it late?" she asked! Then 3 dogs ran. end of text'
-    assert split_sentences(para) == ["He came home.", '"Was it late?" she asked!', "Then 3 dogs ran. end of text"]
-
-
-def test_packer_blocks_respect_max_len_and_mark_boundaries():
-    p = _Packer(max_len=10)  # room for 8 tokens
-    for doc in ([[10, 11, 12], [13, 14]], [[20, 21]], [[30] * 20], [[40, 41]]):
-        p.doc_boundary()
-        for sent in doc:
-            p.add(sent)
-    out = p.result()
-    rows = [list(out.blocks[i, : out.lengths[i]]) for i in range(len(out.lengths))]
-    assert all(len(r) <= 10 for r in rows)
-    assert all(r[0] == BOS and r[-1] == EOS for r in rows)
-    # first block: doc 1 (5 tokens) + separator + doc 2 (2 tokens) = 8 content tokens
-    assert rows[0] == [BOS, 10, 11, 12, 13, 14, EOS, 20, 21, EOS]
-    # the over-long sentence is cut into full blocks of its own
-    assert rows[1] == [BOS] + [30] * 8 + [EOS]
-    assert (out.blocks[0, out.lengths[0]:] == PAD).all()
-    # every content token survives packing, in order
-    content = [t for r in rows for t in r[1:-1] if t != EOS]
-    assert content == [10, 11, 12, 13, 14, 20, 21] + [30] * 20 + [40, 41]
+def test_split_sentences_keeps_abbreviations():
+    para = 'He came home. "Was it late?" she asked. Mr. Smith of the U.S. Navy agreed! Then 3 dogs ran.'
+    sents = split_sentences(para)
+    assert sents[0] == "He came home."
+    assert "Mr. Smith of the U.S. Navy agreed!" in sents
+    assert sents[-1] == "Then 3 dogs ran."
+    assert "".join(sents).replace(" ", "") == para.replace(" ", "")  # nothing lost
 
 
 def tiny_cfg(**data) -> Config:
@@ -58,26 +43,55 @@ def test_tokenizer_specials_and_cache(tiny_data_root, tmp_path):
     assert hf.mask_token_id == 4 and hf.pad_token_id == PAD
 
 
-def test_prepare_corpus_caps_tokens_and_nests(tiny_data_root, tmp_path):
+def test_data_sizes_nest_and_heldout_is_fixed(tiny_data_root, tmp_path):
     store = Store(tmp_path / "results")
-    small = load_corpus(prepare_corpus(store, tiny_cfg(train_tokens=2000)), "train")
-    large = load_corpus(prepare_corpus(store, tiny_cfg(train_tokens=4000)), "train")
-    assert 2000 <= small.tokens - 2 * len(small.lengths) < 2000 + 32
-    assert small.blocks.shape[1] == 32
-    # a smaller data size is a prefix of a larger one (all but the last, partly filled block)
-    n = len(small.lengths) - 1
-    assert np.array_equal(np.asarray(small.blocks[:n]), np.asarray(large.blocks[:n]))
+    small = load_sentences(store, tiny_cfg(train_tokens=2000), "train")
+    large = load_sentences(store, tiny_cfg(train_tokens=4000), "train")
+    assert 2000 <= len(small.tokens) < 4000 <= len(large.tokens)
+    n = len(small.tokens)
+    assert np.array_equal(small.tokens, large.tokens[:n])  # more data only adds
+    assert np.array_equal(small.doc_start, large.doc_start[: len(small.doc_start)])
     held_a = load_corpus(prepare_corpus(store, tiny_cfg(train_tokens=2000)), "heldout")
     held_b = load_corpus(prepare_corpus(store, tiny_cfg(train_tokens=4000)), "heldout")
     assert np.array_equal(np.asarray(held_a.blocks), np.asarray(held_b.blocks))
 
 
-def test_pack_documents_uses_whole_corpus_without_cap(tiny_data_root, tmp_path):
+def test_prepared_blocks_and_cache(tiny_data_root, tmp_path):
     store = Store(tmp_path / "results")
-    cfg = tiny_cfg()
-    tok = load_tokenizer(store, cfg)
-    docs = ["One. Two.", "Three."]
-    packed = pack_documents(iter(docs), tok, 32, None)
-    assert len(packed.lengths) == 1
-    row = list(packed.blocks[0, : packed.lengths[0]])
-    assert row.count(EOS) == 2  # the boundary separator and the block end
+    cfg = tiny_cfg(train_tokens=3000)
+    folder = prepare_corpus(store, cfg)
+    train = load_corpus(folder, "train")
+    assert train.blocks.shape[1] == 32 and (train.lengths <= 32).all()
+    assert (np.asarray(train.blocks[:, 0]) == BOS).all()
+    assert not train.is_pair
+    stamp = (folder / "meta.json").stat().st_mtime_ns
+    assert prepare_corpus(store, cfg) == folder and (folder / "meta.json").stat().st_mtime_ns == stamp
+    pairs = load_corpus(prepare_corpus(store, tiny_cfg(train_tokens=3000, format="segment_pair")), "train")
+    assert pairs.is_pair and set(np.unique(pairs.nsp)) <= {0, 1}
+
+
+def test_token_matched_batch_sizes(tiny_data_root, tmp_path):
+    store = Store(tmp_path / "results")
+    base = tiny_cfg(train_tokens=3000)
+    assert effective_batch_size(store, base) == base.pretrain.batch_size
+    doc = tiny_cfg(train_tokens=3000, format="doc_sentences")
+    sent = tiny_cfg(train_tokens=3000, format="sentence_pair")
+    seg = tiny_cfg(train_tokens=3000, format="segment_pair")
+    bs = base.pretrain.batch_size
+
+    def mean_len(cfg):
+        return float(load_corpus(prepare_corpus(store, cfg), "train").lengths.mean())
+
+    for cfg, ref in ((doc, base), (sent, seg)):
+        eff = effective_batch_size(store, cfg)
+        assert eff >= bs
+        # tokens per step match the reference format's within one sequence
+        assert abs(eff * mean_len(cfg) - bs * mean_len(ref)) <= mean_len(cfg)
+
+
+def test_tokenize_documents_keeps_document_order(tiny_data_root, tmp_path):
+    store = Store(tmp_path / "results")
+    tok = load_tokenizer(store, tiny_cfg())
+    s = tokenize_documents(iter(["One cat. Two dogs.", "Three birds."]), tok, None)
+    assert s.n_docs == 2 and list(s.doc_start) == [0, 2, 3]
+    assert tok.decode(s.sentence(2).tolist()).strip() == "Three birds."

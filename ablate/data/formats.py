@@ -1,0 +1,228 @@
+"""Input formats (RoBERTa paper, section 4.2): Sentences -> packed blocks, as a registry by name.
+
+- full_sentences: whole sentences packed contiguously up to max_len, crossing document
+  boundaries, with an extra </s> at each boundary inside a block. No NSP.
+- doc_sentences: the same, but a block never crosses a document boundary. Blocks at document ends
+  are shorter; the batch grows so tokens per step match full_sentences.
+- segment_pair: <s> A </s></s> B </s>, A and B each any number of whole sentences, together at most
+  max_len. With p=0.5 B is the true continuation of A, otherwise it comes from another document.
+- sentence_pair: the same with A and B single sentences; the batch grows so tokens per step match
+  segment_pair.
+Every block is at most max_len tokens, specials included. Pair formats record where B starts
+(token type 1 from there) and the NSP label (0: B continues A, 1: B is from another document, as
+transformers' next_sentence_label). Pairing draws come from a fixed seed, so they are part of the
+prepared data (BERT made its pairs in preprocessing too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from ablate.data.sentences import Sentences
+from ablate.data.tokenizer import BOS, EOS, PAD
+from ablate.registry import Registry
+
+PAIR_SEED = 20190726
+
+
+@dataclass
+class Packed:
+    blocks: np.ndarray  # [N, max_len] token ids, <pad> after `lengths`
+    lengths: np.ndarray  # [N] real tokens per block, specials included
+    b_start: Optional[np.ndarray] = None  # [N] index where segment B starts (pair formats)
+    nsp: Optional[np.ndarray] = None  # [N] 0 = B continues A, 1 = B from another document
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    @property
+    def is_pair(self) -> bool:
+        return self.b_start is not None
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    pack: Callable[[Sentences, int], Packed]
+    pair: bool  # inputs are (A, B) pairs, usable with NSP
+    token_reference: Optional[str] = None  # batches grow so tokens/step match this format's
+
+
+FORMATS: Registry[Format] = Registry("input format")
+
+
+class _Rows:
+    """Accumulates blocks as flat token lists, then lays them out in a padded array."""
+
+    def __init__(self, max_len: int):
+        self.max_len = max_len
+        self.flat: list[np.ndarray] = []
+        self.lengths: list[int] = []
+        self.b_start: list[int] = []
+        self.nsp: list[int] = []
+
+    def add(self, parts: list, b_start: int = 0, nsp: int = -1) -> None:
+        row = np.concatenate([np.asarray(p, dtype=np.int32) for p in parts])
+        assert len(row) <= self.max_len
+        self.flat.append(row)
+        self.lengths.append(len(row))
+        self.b_start.append(b_start)
+        self.nsp.append(nsp)
+
+    def result(self, pair: bool) -> Packed:
+        lengths = np.asarray(self.lengths, dtype=np.int32)
+        blocks = np.full((len(lengths), self.max_len), PAD, dtype=np.int32)
+        if len(lengths):
+            flat = np.concatenate(self.flat)
+            rows = np.repeat(np.arange(len(lengths)), lengths)
+            cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            blocks[rows, cols] = flat
+        if not pair:
+            return Packed(blocks, lengths)
+        return Packed(blocks, lengths, np.asarray(self.b_start, dtype=np.int32), np.asarray(self.nsp, dtype=np.int8))
+
+
+def _pack_contiguous(s: Sentences, max_len: int, cross_documents: bool) -> Packed:
+    rows = _Rows(max_len)
+    cap = max_len - 2  # room for <s> and </s>
+    sep = np.array([EOS], dtype=np.int32)
+    cur: list[np.ndarray] = []
+    size = 0
+    boundary = False  # a document ended inside the current block
+
+    def close() -> None:
+        nonlocal cur, size, boundary
+        if cur:
+            rows.add([[BOS], *cur, [EOS]])
+        cur, size, boundary = [], 0, False
+
+    for d in range(s.n_docs):
+        if cur:
+            if cross_documents:
+                boundary = True  # the separator goes in only if the next sentence joins this block
+            else:
+                close()
+        for i in s.doc_sentences(d):
+            sent = s.sentence(i)
+            while len(sent) > cap:  # an over-long sentence fills blocks of its own
+                close()
+                rows.add([[BOS], sent[:cap], [EOS]])
+                sent = sent[cap:]
+            if not len(sent):
+                continue
+            if size + boundary + len(sent) > cap:
+                close()
+            if boundary:
+                cur.append(sep)
+                size += 1
+                boundary = False
+            cur.append(sent)
+            size += len(sent)
+    close()
+    return rows.result(pair=False)
+
+
+def pack_full_sentences(s: Sentences, max_len: int) -> Packed:
+    return _pack_contiguous(s, max_len, cross_documents=True)
+
+
+def pack_doc_sentences(s: Sentences, max_len: int) -> Packed:
+    return _pack_contiguous(s, max_len, cross_documents=False)
+
+
+def _random_segment(s: Sentences, rng: np.random.Generator, avoid_doc: int, budget: int,
+                    single: bool) -> list[np.ndarray]:
+    """Sentences from a random other document, from a random start, up to budget tokens."""
+    d = int(rng.integers(0, s.n_docs - 1))
+    d = d + 1 if d >= avoid_doc else d  # any document but avoid_doc
+    sents = s.doc_sentences(d)
+    start = int(rng.integers(sents.start, sents.stop))
+    out, size = [], 0
+    for i in range(start, sents.stop):
+        sent = s.sentence(i)
+        if out and size + len(sent) > budget:
+            break
+        out.append(sent)
+        size += len(sent)
+        if single:
+            break
+    return out
+
+
+def _add_pair(rows: _Rows, a: list, b: list, nsp: int, max_len: int) -> None:
+    """<s> A </s></s> B </s>, trimming the longer segment's end until the pair fits."""
+    a_tok = np.concatenate(a)
+    b_tok = np.concatenate(b)
+    room = max_len - 4
+    while len(a_tok) + len(b_tok) > room:
+        if len(a_tok) >= len(b_tok):
+            a_tok = a_tok[:-1]
+        else:
+            b_tok = b_tok[:-1]
+    rows.add([[BOS], a_tok, [EOS, EOS], b_tok, [EOS]], b_start=len(a_tok) + 3, nsp=nsp)
+
+
+def _pack_pairs(s: Sentences, max_len: int, single: bool) -> Packed:
+    """BERT's create_instances_from_document, with segments of whole sentences (or single sentences)."""
+    rng = np.random.default_rng(PAIR_SEED)
+    rows = _Rows(max_len)
+    room = max_len - 4
+    for d in range(s.n_docs):
+        sents = list(s.doc_sentences(d))
+        i = 0
+        while i < len(sents):
+            if single:
+                chunk = [sents[i]]
+            else:  # gather whole sentences up to the room for both segments
+                chunk, size = [], 0
+                j = i
+                while j < len(sents) and (not chunk or size + len(s.sentence(sents[j])) <= room):
+                    chunk.append(sents[j])
+                    size += len(s.sentence(sents[j]))
+                    j += 1
+            a_end = len(chunk) if single else (1 if len(chunk) < 2 else int(rng.integers(1, len(chunk))))
+            a = [s.sentence(k) for k in chunk[:a_end]]
+            rest = chunk[a_end:] if not single else sents[i + 1: i + 2]
+            if not rest and i + len(chunk) >= len(sents):
+                # The document's last sentence has no continuation. BERT forced such pairs to
+                # "random"; skipping them keeps the NSP labels a fair coin.
+                i += len(chunk)
+                continue
+            is_random = s.n_docs > 1 and (not rest or rng.random() < 0.5)
+            if is_random:
+                budget = max(1, room - sum(len(x) for x in a))
+                b = _random_segment(s, rng, d, budget, single)
+                consumed = a_end  # the unused sentences of the chunk are read again (BERT "puts them back")
+            else:
+                b = [s.sentence(k) for k in rest]
+                consumed = len(chunk) if not single else 1
+            if b and sum(len(x) for x in a) and sum(len(x) for x in b):
+                _add_pair(rows, a, b, int(is_random), max_len)
+            i += max(1, consumed)
+    return rows.result(pair=True)
+
+
+def pack_segment_pair(s: Sentences, max_len: int) -> Packed:
+    return _pack_pairs(s, max_len, single=False)
+
+
+def pack_sentence_pair(s: Sentences, max_len: int) -> Packed:
+    return _pack_pairs(s, max_len, single=True)
+
+
+FORMATS.register("full_sentences", Format("full_sentences", pack_full_sentences, pair=False))
+FORMATS.register("doc_sentences", Format("doc_sentences", pack_doc_sentences, pair=False,
+                                         token_reference="full_sentences"))
+FORMATS.register("segment_pair", Format("segment_pair", pack_segment_pair, pair=True))
+FORMATS.register("sentence_pair", Format("sentence_pair", pack_sentence_pair, pair=True,
+                                         token_reference="segment_pair"))
+
+
+def token_types(blocks: np.ndarray, b_start: np.ndarray) -> np.ndarray:
+    """[B, L] token type ids: 1 from B's first token to the end of the block (pads stay 0)."""
+    pos = np.arange(blocks.shape[1])[None, :]
+    return ((pos >= b_start[:, None]) & (b_start[:, None] > 0) & (blocks != PAD)).astype(np.int64)
