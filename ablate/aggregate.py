@@ -1,27 +1,51 @@
-"""Tidy result tables (ablate.results.StudyResults) -> summary tables. Pure pandas, no I/O.
+"""Tidy result tables (ablate.results.StudyResults) -> summary tables and verdicts. Pure pandas + scipy, no I/O.
 
-- summarize: scores -> one row per (variant, task, metric): n, median, mean, std, in the metric's own scale
-  (fractions for accuracy/F1). The median runs over every (pretrain_seed, finetune_seed) score, as the
-  paper's tables report medians over fine-tuning seeds.
-- paper_style_table: summary -> rows variants, columns tasks, "median (mean ± std, n=N)" in points.
+- summarize: scores -> one row per (variant, task, metric): n, median, mean, std and a 95% t interval of the
+  mean, in the metric's own scale (fractions for accuracy/F1). The median runs over every
+  (pretrain_seed, finetune_seed) score, as the paper's tables report medians over fine-tuning seeds.
+- paper_style_table: summary -> rows variants, columns tasks (the paper's number beside ours), in points.
 - pretrain_table: pretraining metrics -> per variant n, median, mean, std of each column.
 - pretraining_margin: summary -> median(variant) - median(random-init) per task, in points: what pretraining bought.
+- values_long + compare: scores and held-out perplexity -> one row per (claim, task, metric): the difference
+  a - b paired by seed, its 95% interval, a verdict against the paper's direction, and the seeds that would
+  resolve an effect of the paper's size.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
+from ablate.anchors import EXPLORATORY, HELDOUT_PPL, PRETRAINING_TASK, SANITY, Claim
 from ablate.expand import RANDOM_INIT
 from ablate.metrics import METRICS
 
-SUMMARY_COLUMNS = ["variant", "task", "metric", "n", "median", "mean", "std"]
+CONFIDENCE = 0.95  # every interval in the report
+SUMMARY_COLUMNS = ["variant", "task", "metric", "n", "median", "mean", "std", "ci_low", "ci_high"]
 PRETRAIN_STATS = ["heldout_ppl", "unigram_ppl", "tokens_seen", "wall_s", "tokens_per_s"]
 MARGIN_COLUMNS = ["variant", "task", "metric", "n", "median", "random_init_n", "random_init_median", "margin"]
 MISSING = "—"  # shown for a cell with no finished runs
+
+
+PRETRAIN_METRICS = {HELDOUT_PPL: False}  # pretraining metrics in verdicts -> higher_is_better
+VALUE_COLUMNS = ["variant", "pretrain_seed", "finetune_seed", "task", "metric", "value"]
+COMPARISON_COLUMNS = [
+    "a", "b", "task", "metric", "relation", "source", "note", "expected", "n", "paired", "diff", "spread",
+    "ci_low", "ci_high", "paper_diff", "verdict", "seeds_needed",
+]
+AGREES, DISAGREES, INCONCLUSIVE, NO_CLAIM = "agrees", "disagrees", "inconclusive", "no claim"
+VERDICTS = (AGREES, DISAGREES, INCONCLUSIVE)
+
+
+def higher_is_better(metric: str) -> Optional[bool]:
+    """From the metric registry (or PRETRAIN_METRICS); None for a name neither knows."""
+    if metric in METRICS:
+        return METRICS.get(metric).higher_is_better
+    return PRETRAIN_METRICS.get(metric)
 
 
 def scale_of(metric: str) -> float:
@@ -29,14 +53,29 @@ def scale_of(metric: str) -> float:
     return 100.0 if metric in METRICS and METRICS.get(metric).percent else 1.0
 
 
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student-t interval of the mean over seeds; (nan, nan) below two values, (x, x) when all are equal."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return math.nan, math.nan
+    sem = stats.sem(v)
+    if sem == 0:  # scipy would give nan for a zero scale; the runs agree exactly
+        return float(v[0]), float(v[0])
+    low, high = stats.t.interval(confidence, len(v) - 1, loc=v.mean(), scale=sem)
+    return float(low), float(high)
+
+
 def _stats(values: pd.Series) -> dict[str, float]:
     v = pd.to_numeric(values, errors="coerce").dropna().astype(float)
     n = len(v)
+    low, high = mean_interval(v)
     return {
         "n": n,
         "median": float(v.median()) if n else math.nan,
         "mean": float(v.mean()) if n else math.nan,
         "std": float(v.std(ddof=1)) if n >= 2 else math.nan,  # one seed says nothing about spread
+        "ci_low": low,
+        "ci_high": high,
     }
 
 
@@ -62,25 +101,44 @@ def variant_rows(variants_order: Sequence[str], present: Sequence[str] = ()) -> 
     return order
 
 
-def format_cell(median: float, mean: float, std: float, n: int, scale: float = 1.0) -> str:
-    """'83.0 (84.0 ± 4.3, n=4)'; '81.0 (n=1)' for a single run; MISSING when n == 0."""
+def format_cell(median: float, mean: float, std: float, n: int, scale: float = 1.0,
+                ci: tuple[float, float] = (math.nan, math.nan)) -> str:
+    """'83.0 (84.0 ± 4.3 [77.2, 90.8], n=4)': median (mean ± std [95% interval of the mean], runs).
+
+    '81.0 (n=1)' for a single run; MISSING when n == 0.
+    """
     if not n or math.isnan(median):
         return MISSING
     if n < 2 or math.isnan(std):
         return f"{median * scale:.1f} (n={n})"
-    return f"{median * scale:.1f} ({mean * scale:.1f} ± {std * scale:.1f}, n={n})"
+    interval = "" if math.isnan(ci[0]) else f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]"
+    return f"{median * scale:.1f} ({mean * scale:.1f} ± {std * scale:.1f}{interval}, n={n})"
 
 
-def paper_style_table(summary: pd.DataFrame, metric: str, variants_order: Sequence[str]) -> pd.DataFrame:
-    """Summary -> DataFrame of strings: index = variants (random-init last), columns = tasks with `metric`."""
+def paper_style_table(summary: pd.DataFrame, metric: str, variants_order: Sequence[str],
+                      paper: Optional[dict[tuple[str, str], float]] = None) -> pd.DataFrame:
+    """Summary -> DataFrame of strings: index = variants (random-init last), columns = tasks with `metric`.
+
+    `paper` maps (variant, task) to the paper's number in points; a task with any gets a "<task> (paper)"
+    column right after ours.
+    """
+    paper = paper or {}
     sub = summary[summary["metric"] == metric]
     tasks = list(dict.fromkeys(sub["task"]))
     rows = variant_rows(variants_order, list(sub["variant"]))
     scale = scale_of(metric)
-    table = pd.DataFrame(MISSING, index=pd.Index(rows, name="variant"), columns=pd.Index(tasks, name="task"),
+    columns = []
+    for task in tasks:
+        columns.append(task)
+        if any(t == task for _, t in paper):
+            columns.append(f"{task} (paper)")
+    table = pd.DataFrame(MISSING, index=pd.Index(rows, name="variant"), columns=pd.Index(columns, name="task"),
                          dtype=object)
     for r in sub.itertuples(index=False):
-        table.loc[r.variant, r.task] = format_cell(r.median, r.mean, r.std, r.n, scale)
+        table.loc[r.variant, r.task] = format_cell(r.median, r.mean, r.std, r.n, scale, (r.ci_low, r.ci_high))
+    for (variant, task), value in paper.items():
+        if variant in table.index and f"{task} (paper)" in table.columns:
+            table.loc[variant, f"{task} (paper)"] = f"{value:.1f}"
     return table
 
 
@@ -117,3 +175,152 @@ def pretraining_margin(summary: pd.DataFrame, metric: str = "accuracy") -> pd.Da
     out["random_init_median"] = out["random_init_median"] * scale
     out["margin"] = out["median"] - out["random_init_median"]
     return out[MARGIN_COLUMNS].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- differences and verdicts
+
+
+def values_long(scores: pd.DataFrame, pretrain_df: pd.DataFrame) -> pd.DataFrame:
+    """Fine-tuning scores plus held-out perplexity (task PRETRAINING_TASK, no fine-tuning seed) -> VALUE_COLUMNS."""
+    parts = [scores.reindex(columns=VALUE_COLUMNS)]
+    if not pretrain_df.empty and HELDOUT_PPL in pretrain_df:
+        parts.append(pd.DataFrame({
+            "variant": pretrain_df["variant"], "pretrain_seed": pretrain_df["seed"], "finetune_seed": pd.NA,
+            "task": PRETRAINING_TASK, "metric": HELDOUT_PPL, "value": pretrain_df[HELDOUT_PPL],
+        }))
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame(columns=VALUE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[VALUE_COLUMNS]
+
+
+def _by_seed(values: pd.DataFrame, variant: str, task: str, metric: str) -> pd.Series:
+    """One arm's values indexed by 'pretrain_seed/finetune_seed' (random-init: '<NA>/s', so it pairs with nothing)."""
+    sub = values[(values["variant"] == variant) & (values["task"] == task) & (values["metric"] == metric)]
+    keys = [f"{p}/{f}" for p, f in zip(sub["pretrain_seed"].astype(object), sub["finetune_seed"].astype(object))]
+    v = pd.Series(pd.to_numeric(sub["value"], errors="coerce").to_numpy(dtype=float), index=keys)
+    return v.dropna().groupby(level=0).mean()
+
+
+def _interval(result, diff: float) -> tuple[float, float]:
+    """A scipy t-test result's interval; (diff, diff) when every difference is the same (scipy gives nan)."""
+    ci = result.confidence_interval(CONFIDENCE)
+    if math.isnan(ci.low) and not math.isnan(diff):
+        return diff, diff
+    return float(ci.low), float(ci.high)
+
+
+def difference(values: pd.DataFrame, a: str, b: str, task: str, metric: str) -> dict:
+    """a - b on (task, metric): paired by (pretrain_seed, finetune_seed) where two or more pairs are shared,
+    else Welch's unpaired difference of means. Returns n, paired, diff, spread (std of one a - b difference),
+    ci_low, ci_high, in the metric's own scale; nan interval below two runs per arm.
+    """
+    xa, xb = _by_seed(values, a, task, metric), _by_seed(values, b, task, metric)
+    shared = xa.index.intersection(xb.index)
+    nan = math.nan
+    if len(shared) >= 2:
+        d = xa[shared] - xb[shared]
+        diff = float(d.mean())
+        low, high = _interval(stats.ttest_1samp(d, 0.0), diff)
+        return {"n": len(d), "paired": True, "diff": diff, "spread": float(d.std(ddof=1)), "ci_low": low, "ci_high": high}
+    n = min(len(xa), len(xb))
+    diff = float(xa.mean() - xb.mean()) if n else nan
+    if n < 2:
+        return {"n": n, "paired": False, "diff": diff, "spread": nan, "ci_low": nan, "ci_high": nan}
+    low, high = _interval(stats.ttest_ind(xa, xb, equal_var=False), diff)
+    spread = math.sqrt(xa.var(ddof=1) + xb.var(ddof=1))
+    return {"n": n, "paired": False, "diff": diff, "spread": spread, "ci_low": low, "ci_high": high}
+
+
+def expected_sign(relation: Optional[str], higher_better: Optional[bool]) -> Optional[int]:
+    """The sign the paper found for a - b on the raw value: +1, -1, 0 (about equal), None (no direction known)."""
+    if relation in (">", ">="):
+        return 1
+    if relation in ("<", "<="):
+        return -1
+    if relation == "~":
+        return 0
+    if relation in ("better", "worse") and higher_better is not None:
+        return (1 if higher_better else -1) * (1 if relation == "better" else -1)
+    return None
+
+
+def verdict(ci_low: float, ci_high: float, expected: Optional[int]) -> str:
+    """AGREES when the interval excludes zero on the paper's side, DISAGREES on the other, else INCONCLUSIVE.
+
+    For an "about equal" claim (expected 0) an interval away from zero disagrees; one spanning zero stays
+    inconclusive (that needs an equivalence margin, which the paper does not give). NO_CLAIM without a direction.
+    """
+    if expected is None:
+        return NO_CLAIM
+    if math.isnan(ci_low) or math.isnan(ci_high):
+        return INCONCLUSIVE
+    side = 1 if ci_low > 0 else -1 if ci_high < 0 else 0
+    if side == 0:
+        return INCONCLUSIVE
+    if expected == 0:
+        return DISAGREES
+    return AGREES if side == expected else DISAGREES
+
+
+def seeds_needed(spread: float, effect: Optional[float], confidence: float = CONFIDENCE,
+                 max_n: int = 10_000) -> Optional[int]:
+    """Smallest n whose t interval of a mean difference (std `spread`) has half-width below |effect|.
+
+    None when the effect or the spread is unknown, the effect is zero, or more than `max_n` would be needed.
+    """
+    if effect is None or spread is None or math.isnan(effect) or math.isnan(spread) or effect == 0:
+        return None
+    if spread == 0:
+        return 2
+    n = np.arange(2, max_n + 1)
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * spread / np.sqrt(n)
+    ok = np.nonzero(half < abs(effect))[0]
+    return int(n[ok[0]]) if len(ok) else None
+
+
+def _claim_rows(values: pd.DataFrame, claim: Claim) -> list[dict]:
+    rows = []
+    pairs = values[["task", "metric"]].drop_duplicates().itertuples(index=False)
+    for task, metric in pairs:
+        if (claim.tasks is None and task == PRETRAINING_TASK) or (claim.tasks is not None and task not in claim.tasks):
+            continue
+        arms = values[(values["task"] == task) & (values["metric"] == metric)]["variant"]
+        if claim.a not in set(arms) or claim.b not in set(arms):
+            continue
+        d = difference(values, claim.a, claim.b, task, metric)
+        scale = scale_of(metric)
+        expected = expected_sign(claim.relation, higher_is_better(metric))
+        paper = claim.paper.get((task, metric))
+        d.update({k: d[k] * scale for k in ("diff", "spread", "ci_low", "ci_high")})
+        rows.append({
+            "a": claim.a, "b": claim.b, "task": task, "metric": metric, "relation": claim.relation,
+            "source": claim.source, "note": claim.note, "expected": expected, **d, "paper_diff": paper,
+            "verdict": verdict(d["ci_low"], d["ci_high"], expected),
+            # the paper's effect is in points; a perplexity difference at its scale says nothing about ours
+            "seeds_needed": seeds_needed(d["spread"], paper) if scale == 100.0 else None,
+        })
+    return rows
+
+
+def compare(values: pd.DataFrame, claims: Sequence[Claim]) -> pd.DataFrame:
+    """values_long x claims -> COMPARISON_COLUMNS, one row per claim and (task, metric) both arms have.
+
+    diff, spread and the interval are in display units (points for percent metrics), paper_diff in the
+    paper's (points; raw perplexity), seeds_needed counts paired runs of each arm.
+    """
+    rows = [r for c in claims for r in _claim_rows(values, c)]
+    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    out["seeds_needed"] = out["seeds_needed"].astype("Int64")
+    out["expected"] = out["expected"].astype("Int64")
+    return out
+
+
+def verdict_counts(comparisons: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """{"paper": {agrees, disagrees, inconclusive}, "sanity": {...}}: paper claims vs the random-init check."""
+    out = {}
+    for group, mask in (("paper", ~comparisons["source"].isin([SANITY, EXPLORATORY])),
+                        ("sanity", comparisons["source"] == SANITY)):
+        counts = comparisons[mask]["verdict"].value_counts()
+        out[group] = {v: int(counts.get(v, 0)) for v in VERDICTS}
+    return out

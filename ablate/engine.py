@@ -108,6 +108,10 @@ class Batch:
     token_type_ids: Optional[torch.Tensor] = None  # pair formats: 1 on segment B
     nsp_labels: Optional[torch.Tensor] = None  # pair formats: 0 = B continues A, 1 = B is random
 
+    def slice(self, start: int, stop: int) -> "Batch":
+        return Batch(*(None if t is None else t[start:stop] for t in
+                       (self.input_ids, self.attention_mask, self.labels, self.token_type_ids, self.nsp_labels)))
+
     def to(self, device: torch.device) -> "Batch":
         return Batch(*(None if t is None else t.to(device) for t in
                        (self.input_ids, self.attention_mask, self.labels, self.token_type_ids, self.nsp_labels)))
@@ -128,14 +132,20 @@ def masked_lm_loss_from_hidden(mlm, hidden: torch.Tensor, labels: torch.Tensor, 
     return F.cross_entropy(logits.float(), targets, reduction=reduction), int(targets.numel())
 
 
-def pretrain_losses(mlm, nsp_head, batch: Batch, rng: Optional[DropoutRNG]) -> dict:
-    """MLM loss (+ NSP loss on the first token when nsp_head is given) -> {loss, mlm, nsp, masked, nsp_correct}."""
+def pretrain_losses(mlm, nsp_head, batch: Batch, rng: Optional[DropoutRNG], mlm_count: Optional[int] = None,
+                    nsp_count: Optional[int] = None) -> dict:
+    """MLM loss (+ NSP loss on the first token when nsp_head is given) -> {loss, mlm, nsp, masked, nsp_correct}.
+
+    Losses are sums divided by mlm_count / nsp_count (default: this batch's masked tokens / sequences),
+    so micro-batches of one batch add up to exactly the whole batch's mean.
+    """
     hidden = encoder_forward(mlm, batch.input_ids, batch.attention_mask, rng, batch.token_type_ids)
-    mlm_loss, n = masked_lm_loss_from_hidden(mlm, hidden, batch.labels, "mean")
+    mlm_sum, n = masked_lm_loss_from_hidden(mlm, hidden, batch.labels, "sum")
+    mlm_loss = mlm_sum / (mlm_count or max(n, 1))
     out = {"loss": mlm_loss, "mlm": mlm_loss, "masked": n}
     if nsp_head is not None and batch.nsp_labels is not None:
         logits = nsp_head(hidden[:, 0], rng)  # [B, 2]
-        nsp = F.cross_entropy(logits.float(), batch.nsp_labels)
+        nsp = F.cross_entropy(logits.float(), batch.nsp_labels, reduction="sum") / (nsp_count or len(logits))
         out.update(loss=mlm_loss + nsp, nsp=nsp, nsp_correct=int((logits.argmax(-1) == batch.nsp_labels).sum()))
     return out
 
@@ -163,7 +173,7 @@ def make_optimizer(model, cfg):
     for name, param in model.named_parameters():
         (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=p.lr, betas=(p.beta1, p.beta2), eps=p.eps, foreach=True)
+    return torch.optim.AdamW(groups, lr=p.peak_lr, betas=(p.beta1, p.beta2), eps=p.eps, foreach=True)
 
 
 class Trainer:
@@ -181,24 +191,32 @@ class Trainer:
         modules.train()
         self.params = list(modules.parameters())
         self.opt = make_optimizer(modules, cfg)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_schedule(cfg.pretrain.steps,
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_schedule(cfg.pretrain.total_steps,
                                                                                  cfg.pretrain.warmup_ratio))
         self.rng = DropoutRNG(seed)
         self.loss_fn = torch.compile(pretrain_losses, dynamic=True) if compile else pretrain_losses
 
     def step(self, batch: Batch) -> dict:
-        """Forward, backward, clip, update; returns the losses (detached) and counts."""
-        with autocast(self.device):
-            out = self.loss_fn(self.model, self.nsp_head, batch, self.rng)
-        loss = out["loss"]
-        if torch.isfinite(loss):
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.pretrain.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.pretrain.grad_clip, foreach=True)
-            self.opt.step()
-            self.sched.step()
-        return {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
+        """Forward, backward (in micro-batches if configured), clip, update; returns detached losses and counts."""
+        micro = self.cfg.pretrain.micro_batch_size
+        size = len(batch.input_ids)
+        chunks = [batch] if not micro or micro >= size else [batch.slice(i, i + micro) for i in range(0, size, micro)]
+        mlm_count, nsp_count = max(1, int((batch.labels != -100).sum())), size
+        self.opt.zero_grad(set_to_none=True)
+        total: dict = {}
+        for chunk in chunks:
+            with autocast(self.device):
+                out = self.loss_fn(self.model, self.nsp_head, chunk, self.rng, mlm_count, nsp_count)
+            if not torch.isfinite(out["loss"]):
+                return {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
+            out["loss"].backward()
+            for k, v in out.items():
+                total[k] = total.get(k, 0) + (v.detach() if torch.is_tensor(v) else v)
+        if self.cfg.pretrain.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.pretrain.grad_clip, foreach=True)
+        self.opt.step()
+        self.sched.step()
+        return total
 
     def lr(self) -> float:
         return self.sched.get_last_lr()[0]

@@ -161,7 +161,7 @@ def _attempt(run: RunDir, label: str, reporter: Reporter, counts: dict, work) ->
 def _run_pretrain(cell: PretrainCell, plan: Plan, store: Store, force: bool, prov: dict, reporter: Reporter,
                   counts: dict, forced: set) -> bool:
     from ablate.data.corpus import effective_batch_size, prepare_corpus
-    from ablate.data.tokenizer import load_tokenizer
+    from ablate.data.tokenizer import load_tokenizer, token_char_lengths
     from ablate.pretrain import pretrain
 
     run = store.pretrain(plan.study.name, cell.key)
@@ -177,8 +177,9 @@ def _run_pretrain(cell: PretrainCell, plan: Plan, store: Store, force: bool, pro
         tok = load_tokenizer(store, cell.config)
         folder = prepare_corpus(store, cell.config)
         batch = effective_batch_size(store, cell.config)
-        reporter.stage(label, total=cell.config.pretrain.steps)
-        return pretrain(cell, run, folder, tok.get_vocab_size(), plan.study.runtime, reporter.step, batch)
+        reporter.stage(label, total=cell.config.pretrain.total_steps)
+        return pretrain(cell, run, folder, tok.get_vocab_size(), plan.study.runtime, reporter.step, batch,
+                        token_char_lengths(tok))
 
     return _attempt(run, label, reporter, counts, work)
 

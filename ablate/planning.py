@@ -11,7 +11,7 @@ ASSUMED_FLOPS = 5e10  # useful FLOP/s of a 2-core CPU with this engine, for roug
 
 def pretrain_flops(cfg: Config) -> float:
     """6 x non-embedding params x tokens, plus attention and the masked-only LM head."""
-    tokens = cfg.pretrain.steps * cfg.pretrain.batch_size * cfg.data.max_len
+    tokens = cfg.pretrain.total_steps * cfg.pretrain.total_batch * cfg.data.max_len
     m = cfg.model
     attn = 12 * m.num_layers * cfg.data.max_len * m.hidden_size
     head = 6 * cfg.pretrain.mask_prob * (m.hidden_size * m.hidden_size + m.hidden_size * cfg.data.vocab_size)

@@ -1,7 +1,10 @@
-"""Tidy result tables -> matplotlib Figures. Pure: nothing is saved or shown here.
+"""Tidy result tables and aggregates -> matplotlib Figures. Pure: nothing is saved or shown here.
 
-- task_scores: one task's scores, every (pretrain_seed, finetune_seed) run a point per variant, the median a bar.
+- task_scores: one task's scores, every (pretrain_seed, finetune_seed) run a point per variant, the median a bar,
+  the mean with its 95% interval (from aggregate.summarize) beside.
+- forest: paired differences vs the baseline (aggregate.compare) with their intervals, the paper's difference marked.
 - loss_curves: pretraining loss vs step, one line per (variant, seed), one colour per variant.
+- metric_vs_compute: held-out perplexity and downstream medians against pretraining FLOPs.
 Figures are built with `matplotlib.figure.Figure`, not pyplot, so nothing piles up in pyplot's
 global figure list when a report draws many of them.
 """
@@ -16,11 +19,15 @@ import matplotlib
 if "matplotlib.pyplot" not in sys.modules:  # seaborn imports pyplot; never switch a backend someone already chose
     matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
-from ablate.aggregate import scale_of, variant_rows  # noqa: E402
+from ablate.aggregate import AGREES, DISAGREES, INCONCLUSIVE, NO_CLAIM, scale_of, variant_rows  # noqa: E402
+from ablate.anchors import SANITY  # noqa: E402
+from ablate.expand import RANDOM_INIT  # noqa: E402
 from ablate.metrics import METRICS  # noqa: E402
 
 WIDTH, HEIGHT = 6.4, 3.6  # inches: fits a laptop screen at 100 dpi
@@ -40,9 +47,19 @@ def _palette(variants: Sequence[str]) -> dict[str, tuple]:
     return {v: colours[i % len(colours)] for i, v in enumerate(variants)}
 
 
-def task_scores(scores: pd.DataFrame, task: str, metric: str, order: Optional[Sequence[str]] = None) -> Figure:
-    """Strip plot of every run's score on `task` per variant (points, x100 for percent metrics) and its median."""
-    label = METRICS.get(metric).display if metric in METRICS else metric
+VERDICT_COLOURS = {AGREES: "#1a7f37", DISAGREES: "#c0392b", INCONCLUSIVE: "#7f7f7f", NO_CLAIM: "#b0b0b0"}
+RELATION_TEXT = {">": ">", ">=": "≥", "<": "<", "<=": "≤", "~": "≈", "better": "better than", "worse": "worse than"}
+
+
+def _label(metric: str) -> str:
+    return METRICS.get(metric).display if metric in METRICS else metric
+
+
+def task_scores(scores: pd.DataFrame, task: str, metric: str, order: Optional[Sequence[str]] = None,
+                summary: Optional[pd.DataFrame] = None) -> Figure:
+    """Strip plot of every run's score on `task` per variant (points, x100 for percent metrics) and its median;
+    with `summary` (aggregate.summarize), the mean and its 95% interval as an error bar right of the points."""
+    label = _label(metric)
     title = f"{task}: {label}"
     scale = scale_of(metric)
     sub = scores[(scores["task"] == task) & (scores["metric"] == metric)]
@@ -59,12 +76,65 @@ def task_scores(scores: pd.DataFrame, task: str, metric: str, order: Optional[Se
     medians = sub.groupby("variant")["score"].median()
     ax.scatter(range(len(order)), [medians[v] for v in order], marker="_", s=900, linewidths=2.5,
                color="black", zorder=5, label="median")
-    ax.legend(loc="best", frameon=False)
+    if summary is not None:
+        _mean_intervals(ax, summary, task, metric, order, scale)
+    ax.legend(loc="best", frameon=False, fontsize=8)
     ax.set_xlabel("")
     ax.set_ylabel(f"{label}" + (" (points)" if scale != 1 else ""))
     ax.set_title(f"{title} (each point one fine-tuning run)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def _mean_intervals(ax, summary: pd.DataFrame, task: str, metric: str, order: Sequence[str], scale: float) -> None:
+    sub = summary[(summary["task"] == task) & (summary["metric"] == metric)].set_index("variant")
+    labelled = False  # one legend entry, on the first variant that has an interval
+    for i, v in enumerate(order):
+        if v not in sub.index or pd.isna(sub.loc[v, "ci_low"]):
+            continue
+        r = sub.loc[v]
+        ax.errorbar([i + 0.3], [r["mean"] * scale],
+                    yerr=[[(r["mean"] - r["ci_low"]) * scale], [(r["ci_high"] - r["mean"]) * scale]],
+                    fmt="o", color="0.25", markersize=4, capsize=3, zorder=6,
+                    label=None if labelled else "mean, 95% interval")
+        labelled = True
+
+
+def forest(comparisons: pd.DataFrame, unit: str = "points") -> Figure:
+    """One row per comparison (aggregate.compare rows in one unit): a - b with its 95% interval, coloured by
+    verdict, and the paper's a - b as an open diamond where it is in the same unit."""
+    title = f"differences a - b ({unit})"
+    if comparisons.empty:
+        return _empty(title)
+    cmp = comparisons.reset_index(drop=True)
+    # constrained layout keeps long tick labels and the outside legend on the canvas (tight_layout clips them)
+    fig = Figure(figsize=(WIDTH + 1.6, 1.3 + 0.42 * len(cmp)), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(cmp))[::-1]  # first comparison at the top
+    for yi, r in zip(y, cmp.itertuples(index=False)):
+        colour = VERDICT_COLOURS.get(r.verdict, "0.5")
+        if not pd.isna(r.ci_low):
+            ax.plot([r.ci_low, r.ci_high], [yi, yi], color=colour, linewidth=2.2)
+        ax.plot([r.diff], [yi], "o", color=colour, markersize=6)
+        if unit == "points" and not pd.isna(r.paper_diff):
+            ax.plot([r.paper_diff], [yi], "D", markerfacecolor="none", markeredgecolor="black", markersize=7)
+    ax.axvline(0, color="black", linewidth=0.8)
+    labels = [f"{r.a} vs {r.b}: {r.task} {_label(r.metric)}"
+              + (f"  ({'expected' if r.source == SANITY else 'paper'}: {RELATION_TEXT.get(r.relation, r.relation)})"
+                 if r.relation else "")
+              for r in cmp.itertuples(index=False)]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(-0.7, len(cmp) - 0.3)
+    ax.set_xlabel(f"a - b ({unit}); bar: 95% interval over seeds")
+    handles = [Line2D([], [], color=c, marker="o", linewidth=2, label=v) for v, c in VERDICT_COLOURS.items()
+               if v in set(cmp["verdict"])]
+    if unit == "points" and cmp["paper_diff"].notna().any():
+        handles.append(Line2D([], [], linestyle="none", marker="D", markerfacecolor="none",
+                              markeredgecolor="black", label="paper"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
     return fig
 
 
@@ -90,4 +160,48 @@ def loss_curves(curves: pd.DataFrame, order: Optional[Sequence[str]] = None) -> 
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def metric_vs_compute(pretrain_df: pd.DataFrame, scores: pd.DataFrame, metric: str = "accuracy",
+                      order: Optional[Sequence[str]] = None) -> Figure:
+    """Left: held-out MLM perplexity vs pretraining FLOPs per (variant, seed). Right: median `metric` over
+    fine-tuning seeds per (variant, seed, task) vs the same FLOPs, random-init as a dashed line per task."""
+    title = "metric against compute"
+    pre = pretrain_df.assign(flops=pd.to_numeric(pretrain_df["flops"], errors="coerce"))
+    pre = pre[pre["flops"] > 0]
+    if pre.empty:
+        return _empty(title)
+    present = list(dict.fromkeys(pre["variant"].astype(str)))
+    order = [v for v in variant_rows(order or [], present) if v in present]
+    colours = _palette(order)
+    fig = Figure(figsize=(WIDTH * 1.6, HEIGHT), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for v in order:
+        rows = pre[pre["variant"] == v]
+        left.scatter(rows["flops"], rows["heldout_ppl"], color=colours[v], label=v, s=30)
+    left.set(xscale="log", xlabel="pretraining FLOPs (est.)", ylabel="held-out MLM perplexity", title="perplexity")
+    sub = scores[scores["metric"] == metric]
+    tasks = list(dict.fromkeys(sub["task"]))
+    markers = dict(zip(tasks, "osD^vP*X"))
+    med = sub.groupby(["variant", "pretrain_seed", "task"], dropna=False)["value"].median().reset_index()
+    flops = pre.set_index(["variant", "seed"])["flops"]
+    for r in med.itertuples(index=False):
+        if r.variant == RANDOM_INIT or (r.variant, r.pretrain_seed) not in flops.index:
+            continue
+        right.scatter(flops[(r.variant, r.pretrain_seed)], r.value * scale_of(metric), color=colours.get(r.variant, "0.5"),
+                      marker=markers.get(r.task, "o"), s=30)
+    for task in tasks:
+        ri = med[(med["variant"] == RANDOM_INIT) & (med["task"] == task)]["value"]
+        if len(ri):
+            right.axhline(ri.median() * scale_of(metric), color="0.4", linestyle="--", linewidth=1)
+            right.annotate(f"{task} random init", (0.01, ri.median() * scale_of(metric)),
+                           xycoords=("axes fraction", "data"), fontsize=7, color="0.3", va="bottom")
+    right.set(xscale="log", xlabel="pretraining FLOPs (est.)", ylabel=f"median {_label(metric)}"
+              + (" (points)" if scale_of(metric) != 1 else ""), title="downstream")
+    handles = [Line2D([], [], linestyle="none", marker=markers[t], color="0.3", label=t) for t in tasks]
+    handles += [Line2D([], [], linestyle="none", marker="o", color=colours[v], label=v) for v in order]
+    right.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
     return fig

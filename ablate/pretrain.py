@@ -103,14 +103,15 @@ def make_batch(data: Packed, idx: np.ndarray, epochs: np.ndarray, seed: int, cfg
 
 @torch.no_grad()
 def heldout_eval(trainer: Trainer, heldout: Packed, unigram: np.ndarray, cfg: Config, vocab: int,
-                 batch_size: int) -> dict:
+                 batch_size: int, token_chars: Optional[np.ndarray] = None) -> dict:
     """MLM loss on the held-out blocks with one fixed set of masks (the same for every variant), the
-    unigram model's loss on the same targets, and NSP accuracy on held-out pairs when trained with NSP."""
+    unigram model's loss on the same targets, NSP accuracy on held-out pairs when trained with NSP, and bits
+    per (non-space) character of the masked tokens, which unlike perplexity compares across tokenizers."""
     model, device = trainer.model, trainer.device
     model.eval()
     if trainer.nsp_head is not None:
         trainer.nsp_head.eval()
-    total, count, uni_total, nsp_right, nsp_n = 0.0, 0, 0.0, 0, 0
+    total, count, uni_total, nsp_right, nsp_n, chars = 0.0, 0, 0.0, 0, 0, 0
     logp_uni = np.log((unigram + 1.0) / (unigram.sum() + len(unigram)))  # add-one smoothed unigram
     n = len(heldout.lengths)
     for start in range(0, n, batch_size):
@@ -121,20 +122,31 @@ def heldout_eval(trainer: Trainer, heldout: Packed, unigram: np.ndarray, cfg: Co
             hidden = encoder_forward(model, *(t.to(device) if t is not None else None for t in
                                               (batch.input_ids, batch.attention_mask)), None,
                                      None if batch.token_type_ids is None else batch.token_type_ids.to(device))
-            loss, m = masked_lm_loss_from_hidden(model, hidden, batch.labels.to(device), "sum")
+            per_token, m = masked_lm_loss_from_hidden(model, hidden, batch.labels.to(device), "none")
+            loss = per_token.sum()
             if trainer.nsp_head is not None and batch.nsp_labels is not None:
                 pred = trainer.nsp_head(hidden[:, 0]).argmax(-1).cpu()
                 nsp_right += int((pred == batch.nsp_labels).sum())
                 nsp_n += len(idx)
         total += float(loss)
         count += m
-        uni_total += float(-logp_uni[labels[labels != -100]].sum())
+        targets = labels[labels != -100]
+        uni_total += float(-logp_uni[targets].sum())
+        if token_chars is not None:
+            chars += int(token_chars[targets].sum())
     model.train()
     out = {"heldout_loss": total / count, "heldout_ppl": math.exp(total / count),
            "unigram_ppl": math.exp(uni_total / count), "heldout_masked_tokens": count}
     if nsp_n:
         out["heldout_nsp_accuracy"] = nsp_right / nsp_n
+    if chars:
+        out["heldout_bpc"] = bits_per_character(total, chars)
     return out
+
+
+def bits_per_character(nats: float, chars: int) -> float:
+    """Total cross-entropy in nats over some tokens -> bits per character of the text they spell."""
+    return nats / math.log(2) / chars
 
 
 def flops_estimate(cfg: Config, params: dict, tokens: int, masked: int, vocab: int) -> float:
@@ -146,14 +158,16 @@ def flops_estimate(cfg: Config, params: dict, tokens: int, masked: int, vocab: i
 
 
 def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runtime: RuntimeSpec,
-             progress: Optional[Progress] = None, batch_size: Optional[int] = None) -> dict:
+             progress: Optional[Progress] = None, batch_size: Optional[int] = None,
+             token_chars: Optional[np.ndarray] = None) -> dict:
     """Train one cell to the end and write its checkpoint and metrics; return the metrics.
 
     batch_size: sequences per step when the input format grows its batch to match a reference
     format's tokens per step (ablate.data.corpus.effective_batch_size); default the spec's.
     """
     cfg, p = cell.config, cell.config.pretrain
-    batch_size = batch_size or p.batch_size
+    batch_size = batch_size or p.total_batch
+    steps = p.total_steps
     set_threads(runtime)
     device = pick_device(runtime)
     train, heldout = load_corpus(corpus_dir, "train"), load_corpus(corpus_dir, "heldout")
@@ -166,7 +180,7 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
     window: dict[str, float] = {}
     window_n, last_loss = 0, float("nan")
     t0 = time.perf_counter()
-    for step in range(p.steps):
+    for step in range(steps):
         idx, epochs = stream.indices(step)
         batch = make_batch(train, idx, epochs, cell.seed, cfg, vocab).to(device)
         out = trainer.step(batch)
@@ -179,27 +193,29 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
             if k in out:
                 window[k] = window.get(k, 0.0) + float(out[k])
         window_n += 1
-        if (step + 1) % runtime.log_every == 0 or step + 1 == p.steps:
+        if (step + 1) % runtime.log_every == 0 or step + 1 == steps:
             point = {"step": step + 1, **{k: v / window_n for k, v in window.items()}, "lr": trainer.lr(),
                      "tokens": tokens, "epoch": float((step + 1) * batch_size / len(train.lengths))}
             with open(curve_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(point) + "\n")
             if progress:
-                progress(step + 1, p.steps, point["loss"])
+                progress(step + 1, steps, point["loss"])
             last_loss = point["loss"]
             window, window_n = {}, 0
     wall = time.perf_counter() - t0
-    ev = heldout_eval(trainer, heldout, unigram, cfg, vocab, runtime.eval_batch_size)
+    ev = heldout_eval(trainer, heldout, unigram, cfg, vocab, runtime.eval_batch_size, token_chars)
     save_checkpoint(trainer, run.checkpoint)
     params = count_params(trainer.model)
     return {
         **ev,
         **params,
-        "steps": p.steps,
+        "steps": steps,
         "tokens_seen": tokens,
-        "tokens_per_step": tokens / p.steps,
+        "tokens_per_step": tokens / steps,
         "sequences_per_step": batch_size,
-        "epochs": p.steps * batch_size / len(train.lengths),
+        "epochs": steps * batch_size / len(train.lengths),
+        "peak_lr": p.peak_lr,
+        "peak_memory_mb": peak_memory_mb(device),
         "flops": flops_estimate(cfg, params, tokens, masked_total, vocab),
         "wall_s": wall,
         "tokens_per_s": tokens / wall,
@@ -207,6 +223,15 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
         "device": device.type,
         "threads": torch.get_num_threads(),
     }
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA's allocator peak on GPU, else the resident-set high-water mark."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def save_checkpoint(trainer: Trainer, folder: Path) -> None:

@@ -59,13 +59,20 @@ class DataSpec(Frozen):
     """Pretraining text, tokenizer and input format."""
 
     corpus: str = "corpus"  # dataset name resolved through the data root (see ablate.paths)
-    tokenizer: Literal["byte_bpe"] = "byte_bpe"  # RoBERTa's byte-level BPE
+    tokenizer: Literal["byte_bpe", "wordpiece"] = "byte_bpe"  # RoBERTa's byte-level BPE, or BERT's WordPiece
     vocab_size: int = Field(8192, ge=300, le=262144)
     tokenizer_train_chars: int = Field(20_000_000, ge=10_000)  # characters of train text the tokenizer learns from
     format: str = "full_sentences"  # input format (paper section 4.2): see ablate.data.formats.FORMATS
     max_len: int = Field(128, ge=16, le=4096)  # tokens per input, special tokens included
     train_tokens: Optional[int] = Field(None, ge=1000)  # cap on distinct pretraining tokens (a corpus prefix); None = all
     heldout_tokens: int = Field(200_000, ge=1000)  # validation tokens for held-out MLM perplexity
+    # The data-size axis (paper Table 4): use this fraction of train_tokens (or of the whole corpus). Smaller fractions are
+    # prefixes of larger ones (whole documents, corpus order), so more data only adds text.
+    data_fraction: float = Field(1.0, gt=0, le=1)
+
+    @property
+    def train_token_budget(self) -> Optional[int]:
+        return None if self.train_tokens is None else max(1, int(self.train_tokens * self.data_fraction))
 
 
     @field_validator("format")
@@ -95,12 +102,35 @@ class PretrainSpec(Frozen):
     mask_token_frac: float = Field(0.8, ge=0, le=1)  # of selected: replaced by <mask>
     random_token_frac: float = Field(0.1, ge=0, le=1)  # of selected: replaced by a random token
     nsp: bool = False  # next-sentence prediction loss (needs a pair format)
+    # The equal-compute batch ladder (paper Table 3): a rung multiplies the sequences per step by k and
+    # divides the steps by k, so batch x steps stays constant at every scale; its learning rate is
+    # lr x lr_multiplier (tuned per rung, as the paper did; the study file says how it was chosen).
+    batch_multiplier: int = Field(1, ge=1, le=4096)
+    steps_multiplier: float = Field(1.0, gt=0, le=1000)  # "pretrain longer" (Table 4): steps x this
+    lr_multiplier: float = Field(1.0, gt=0, le=1000)
+    micro_batch_size: Optional[int] = Field(None, ge=1)  # gradient accumulation chunk; None = whole batch at once
 
     @model_validator(mode="after")
     def _fractions(self) -> "PretrainSpec":
         if self.mask_token_frac + self.random_token_frac > 1 + 1e-9:
             raise ValueError("mask_token_frac + random_token_frac must be at most 1")
+        if self.batch_multiplier > self.steps * self.steps_multiplier:
+            raise ValueError(f"batch_multiplier ({self.batch_multiplier}) leaves no steps (steps {self.steps})")
         return self
+
+    @property
+    def total_batch(self) -> int:
+        """Sequences per optimizer step."""
+        return self.batch_size * self.batch_multiplier
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps (batch x steps is the same on every rung of the ladder)."""
+        return max(1, int(self.steps * self.steps_multiplier) // self.batch_multiplier)
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr * self.lr_multiplier
 
 
 class FinetuneSpec(Frozen):

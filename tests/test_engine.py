@@ -95,3 +95,39 @@ def test_nsp_head_trains_with_pairs():
     assert out["loss"].item() == pytest.approx(out["mlm"].item() + out["nsp"].item(), rel=1e-5)
     assert 0 <= out["nsp_correct"] <= 6
     assert any(p is q for p in trainer.params for q in trainer.nsp_head.parameters())
+
+
+def test_accumulation_gives_the_gradients_of_one_big_batch():
+    cfg, model, inputs, attn, labels = setup(batch=6)
+    model.eval()  # no dropout: both ways must agree up to float rounding
+    from ablate.engine import pretrain_losses
+
+    batch = Batch(inputs, attn, labels)
+    whole = pretrain_losses(model, None, batch, None)
+    whole["loss"].backward()
+    ref = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    count = int((labels != -100).sum())
+    summed = 0.0
+    for i in range(0, 6, 4):  # chunks of 4 and 2
+        out = pretrain_losses(model, None, batch.slice(i, i + 4), None, mlm_count=count, nsp_count=6)
+        out["loss"].backward()
+        summed += out["loss"].item()
+    assert summed == pytest.approx(whole["loss"].item(), rel=1e-5)
+    for n, p in model.named_parameters():
+        if n in ref:
+            assert torch.allclose(p.grad, ref[n], atol=1e-6), n
+
+
+def test_trainer_with_micro_batches_matches_whole_batch_step():
+    cfg, _, inputs, attn, labels = setup(batch=6)
+    zero_dropout = cfg.model.model_copy(update={"dropout": 0.0})
+    whole_cfg = cfg.model_copy(update={"model": zero_dropout})
+    micro_cfg = whole_cfg.model_copy(update={"pretrain": cfg.pretrain.model_copy(update={"micro_batch_size": 2})})
+    a = Trainer(whole_cfg, VOCAB, torch.device("cpu"), seed=0)
+    b = Trainer(micro_cfg, VOCAB, torch.device("cpu"), seed=0)
+    batch = Batch(inputs, attn, labels)
+    la, lb = a.step(batch)["loss"].item(), b.step(batch)["loss"].item()
+    assert la == pytest.approx(lb, rel=1e-5)
+    for pa, pb in zip(a.params, b.params):
+        assert torch.allclose(pa, pb, atol=1e-6)

@@ -1,15 +1,17 @@
-"""The paper's numbers (anchors/paper.yaml) -> a dict and per-table DataFrames.
+"""The paper's numbers (anchors/paper.yaml) -> a dict, per-table DataFrames and per-study claims.
 
 Read-only reference data: Tables 1-4 of Liu et al. 2019 (RoBERTa), section 4, in points,
-with the directions the paper found. The report shows them beside our own results.
+with the directions the paper found, and which table and rows each study reproduces.
+The report shows them beside our own results; ablate.aggregate.compare turns claims into verdicts.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 import yaml
@@ -26,11 +28,13 @@ def _load() -> dict[str, Any]:
 
 
 def load_anchors() -> dict[str, Any]:
-    """The whole anchor file: {"citation": str, "tables": {table_id: {title, columns, row_titles, rows, comparisons}}}."""
+    """The whole anchor file: {"citation": str, "tables": {table_id: {title, columns, row_titles, rows, comparisons}},
+    "studies": {study: {table, rows, comparisons}}}."""
     return copy.deepcopy(_load())  # callers may mutate their copy; the cache stays clean
 
 
 def table_ids() -> list[str]:
+    """The anchor tables' ids (table1 ... table4)."""
     return list(_load()["tables"])
 
 
@@ -53,3 +57,110 @@ def paper_table(table_id: str, metric: Optional[str] = None) -> pd.DataFrame:
     df = pd.DataFrame.from_dict(spec["rows"], orient="index").reindex(columns=cols)
     df.index.name = "row"
     return df
+
+
+# ---------------------------------------------------------------- studies and their claims
+
+PRETRAINING_TASK = "pretraining"  # the `task` of pretraining metrics in aggregate's long tables
+HELDOUT_PPL = "heldout_ppl"  # our metric for the paper's `ppl` column (held-out MLM perplexity)
+PPL_COLUMN = "ppl"
+SANITY = "sanity"  # source of the random-init check: expected everywhere, not a paper finding
+EXPLORATORY = "exploratory"  # a variant vs the baseline with no stated direction
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One direction to check: `a <relation> b`, in our variant names.
+
+    relation: ">", ">=", "<", "<=", "~" on the raw value, "better"/"worse" through higher_is_better,
+    or None (no direction: the difference is reported, with no verdict).
+    tasks: our task names it covers (PRETRAINING_TASK for perplexity); None = every downstream task.
+    paper: (task, metric) -> the paper's a - b, in the paper's units (points for scores).
+    """
+
+    a: str
+    b: str
+    relation: Optional[str]
+    tasks: Optional[tuple[str, ...]] = None
+    note: str = ""
+    source: str = ""  # a table id, "study" (the paper's text), SANITY or EXPLORATORY
+    paper: dict = field(default_factory=dict)
+
+
+def _column_key(column: str, info: Optional[dict]) -> Optional[tuple[str, str]]:
+    """Anchor column -> our (task, metric); None for settings columns (bsz, steps)."""
+    if column == PPL_COLUMN:
+        return (PRETRAINING_TASK, HELDOUT_PPL)
+    metric = (info or {}).get("metric")
+    return (column, metric) if metric else None
+
+
+def study_anchor(study_name: str, table_id: Optional[str]) -> Optional[dict[str, Any]]:
+    """{"table": id, "rows": {variant: paper row}, "comparisons": [...]} for a study; None without a known table.
+
+    The anchors' `studies` section wins; otherwise the study's own `paper_table`, with variants named as rows.
+    """
+    entry = copy.deepcopy(_load().get("studies", {}).get(study_name))
+    if entry is None:
+        if not table_id or table_id not in _load()["tables"]:
+            return None
+        entry = {"table": table_id, "rows": {r: r for r in _load()["tables"][table_id]["rows"]}}
+    entry.setdefault("rows", {})
+    entry.setdefault("comparisons", [])
+    return entry
+
+
+def paper_value(anchor: Optional[dict], variant: str, task: str, metric: str) -> Optional[float]:
+    """The paper's number for our (variant, task, metric), or None where the table has no such cell."""
+    if not anchor or variant not in anchor["rows"]:
+        return None
+    spec = table_spec(anchor["table"])
+    for col, info in spec["columns"].items():
+        if _column_key(col, info) == (task, metric):
+            value = spec["rows"].get(anchor["rows"][variant], {}).get(col)
+            return float(value) if isinstance(value, (int, float)) else None
+    return None
+
+
+def _claim(raw: dict, a: str, b: str, anchor: dict, source: str) -> Claim:
+    spec = table_spec(anchor["table"])
+    wanted = raw.get("columns")
+    paper = {}
+    for col, info in spec["columns"].items():
+        key = _column_key(col, info)
+        if key is None or (wanted is not None and col not in wanted):
+            continue
+        va, vb = paper_value(anchor, a, *key), paper_value(anchor, b, *key)
+        if va is not None and vb is not None:
+            paper[key] = round(va - vb, 6)  # 78.7 - 78.3 -> 0.4, not 0.4000000000000057
+    tasks = None
+    if wanted is not None:
+        tasks = tuple(PRETRAINING_TASK if c == PPL_COLUMN else c for c in wanted)
+    return Claim(a, b, raw["relation"], tasks, raw.get("note", ""), source, paper)
+
+
+def study_claims(study_name: str, table_id: Optional[str], variants: Sequence[str], baseline: str,
+                 random_init: str = "random-init") -> list[Claim]:
+    """Every direction the report checks for a study, in this order:
+
+    the table's findings whose two rows are both variants of the study, the study's own expectations,
+    random-init worse than the baseline (SANITY), then each remaining variant vs the baseline (EXPLORATORY).
+    """
+    anchor = study_anchor(study_name, table_id)
+    claims: list[Claim] = []
+    if anchor is not None:
+        row_to_variant = {row: v for v, row in anchor["rows"].items() if v in variants}
+        for raw in table_spec(anchor["table"]).get("comparisons", []):
+            if raw["a"] in row_to_variant and raw["b"] in row_to_variant:
+                a, b = row_to_variant[raw["a"]], row_to_variant[raw["b"]]
+                claims.append(_claim(raw, a, b, anchor, anchor["table"]))
+        for raw in anchor["comparisons"]:
+            if raw["a"] in variants and raw["b"] in variants:
+                claims.append(_claim(raw, raw["a"], raw["b"], anchor, "study"))
+    claims.append(Claim(random_init, baseline, "worse", None,
+                        "pretraining should beat random init (a check of the scale, not a paper finding)", SANITY))
+    covered = {c.a for c in claims if c.b == baseline}
+    for v in variants:
+        if v != baseline and v not in covered:
+            claims.append(Claim(v, baseline, None, None, "no direction stated in the paper", EXPLORATORY))
+    return claims

@@ -48,7 +48,11 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 def load_sentences(store: Store, cfg: Config, split: str) -> Sentences:
     """Sentence-split, tokenized text of 'train' (up to train_tokens) or 'heldout' (up to heldout_tokens)."""
     d = cfg.data
-    budget = d.train_tokens if split == "train" else d.heldout_tokens
+    if split == "train" and d.train_tokens is None and d.data_fraction < 1:  # a fraction of the whole corpus
+        whole = load_sentences(store, cfg.model_copy(update={"data": d.model_copy(update={"data_fraction": 1.0})}),
+                               split)
+        return whole.prefix(int(len(whole.tokens) * d.data_fraction))
+    budget = d.train_token_budget if split == "train" else d.heldout_tokens
     key = stable_hash({"tokenizer": tokenizer_identity(cfg), "corpus": d.corpus, "split": split, "tokens": budget,
                        "splitter": "blingfire-1"})
     path = store.cache("sentences", key) / f"{split}.npz"
@@ -111,8 +115,8 @@ def effective_batch_size(store: Store, cfg: Config) -> int:
     the reference format's at the configured batch size (the paper's definition)."""
     fmt = FORMATS.get(cfg.data.format)
     if fmt.token_reference is None:
-        return cfg.pretrain.batch_size
+        return cfg.pretrain.total_batch
     ref_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"format": fmt.token_reference})})
     ref = corpus_meta(prepare_corpus(store, ref_cfg))["train_mean_length"]
     own = corpus_meta(prepare_corpus(store, cfg))["train_mean_length"]
-    return max(1, int(round(cfg.pretrain.batch_size * ref / own)))
+    return max(1, int(round(cfg.pretrain.total_batch * ref / own)))

@@ -52,6 +52,14 @@ class Sentences:
     def doc_sentences(self, d: int) -> range:
         return range(int(self.doc_start[d]), int(self.doc_start[d + 1]))
 
+    def prefix(self, max_tokens: int) -> "Sentences":
+        """The leading whole documents up to (and including) the one that reaches max_tokens."""
+        doc_end_tokens = self.sent_start[self.doc_start[1:]]  # [D] tokens up to each document's end
+        n_docs = min(int(np.searchsorted(doc_end_tokens, max_tokens)) + 1, self.n_docs)
+        n_sents = int(self.doc_start[n_docs])
+        return Sentences(self.tokens[: self.sent_start[n_sents]], self.sent_start[: n_sents + 1],
+                         self.doc_start[: n_docs + 1])
+
 
 def tokenize_documents(docs: Iterable[str], tok, max_tokens: Optional[int]) -> Sentences:
     """Split and tokenize documents in order; stop after the document that reaches max_tokens."""

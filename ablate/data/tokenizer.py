@@ -1,4 +1,4 @@
-"""Train or load the byte-level BPE tokenizer (RoBERTa's), cached by the hash of what determines it.
+"""Train or load the tokenizer (RoBERTa's byte-level BPE, or BERT's WordPiece), cached by the hash of what determines it.
 
 Input: the corpus train split (first `tokenizer_train_chars` characters, in file order).
 Output: results/_cache/tokenizer/<hash>/tokenizer.json, plus a transformers-format copy
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from ablate.expand import stable_hash, tokenizer_identity
 from ablate.spec import Config
@@ -53,22 +55,46 @@ def load_tokenizer(store: Store, cfg: Config):
     return Tokenizer.from_file(str(path))
 
 
-def train_tokenizer(cfg: Config, folder: Path) -> None:
+def _byte_bpe(cfg: Config):
+    """RoBERTa's byte-level BPE: any text encodes, no <unk>."""
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=True, trim_offsets=True)
-    bpe.train_from_iterator(
-        _train_texts(cfg, cfg.data.tokenizer_train_chars),
-        vocab_size=cfg.data.vocab_size,
-        min_frequency=2,
-        special_tokens=SPECIALS,
-        show_progress=False,
-    )
+    bpe.train_from_iterator(_train_texts(cfg, cfg.data.tokenizer_train_chars), vocab_size=cfg.data.vocab_size,
+                            min_frequency=2, special_tokens=SPECIALS, show_progress=False)
     tok = bpe._tokenizer
+    _set_roberta_processing(tok)
+    return tok
+
+
+def _wordpiece(cfg: Config):
+    """BERT's cased WordPiece over BERT's pre-tokenisation, with RoBERTa's special tokens and pair layout,
+    so the input format and everything downstream stay the same."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="<unk>", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                                lowercase=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=cfg.data.vocab_size, min_frequency=2, special_tokens=SPECIALS,
+                                        show_progress=False)
+    tok.train_from_iterator(_train_texts(cfg, cfg.data.tokenizer_train_chars), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", BOS), ("</s>", EOS)])
+    return tok
+
+
+TRAINERS = {"byte_bpe": _byte_bpe, "wordpiece": _wordpiece}
+
+
+def train_tokenizer(cfg: Config, folder: Path) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    tok = TRAINERS[cfg.data.tokenizer](cfg)
     for i, s in enumerate(SPECIALS):
         assert tok.token_to_id(s) == i, f"special token {s} got id {tok.token_to_id(s)}"
-    _set_roberta_processing(tok)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / "tokenizer.json.tmp"
     tok.save(str(tmp))
@@ -79,3 +105,14 @@ def train_tokenizer(cfg: Config, folder: Path) -> None:
     hf.save_pretrained(str(folder / "hf"))
     atomic_write_json(folder / "identity.json", tokenizer_identity(cfg))
     tmp.replace(folder / "tokenizer.json")  # last: its presence means the cache entry is complete
+
+
+def token_char_lengths(tok) -> np.ndarray:
+    """[vocab] non-space characters each token stands for (specials: 0): the denominator of bits per character.
+
+    Counting non-space characters makes the figure comparable across tokenizers, whichever of them
+    carries the space (byte-level BPE puts it in the token, WordPiece between words)."""
+    out = np.zeros(tok.get_vocab_size(), dtype=np.int64)
+    for i in range(NUM_SPECIAL, len(out)):
+        out[i] = len(tok.decode([i]).replace(" ", ""))
+    return out

@@ -1,7 +1,12 @@
 """METRICS: metric name -> record with `higher_is_better`, computed through `evaluate` offline.
 
-Each metric is an `evaluate` module shipped inside this package and loaded by path,
-so `HF_EVALUATE_OFFLINE=1` works and the hub is never asked.
+Each metric is an `evaluate` module shipped inside this package (ablate/metrics/<module>/<module>.py)
+and loaded by path, so `HF_EVALUATE_OFFLINE=1` works and the hub is never asked. One module can
+give several metrics (SQuAD v2 gives exact, f1, HasAns_*, NoAns_*, best_*): a metric names its
+module and the key it reads from the module's result.
+
+Values are fractions in [0, 1] (accuracy 0.81, SQuAD EM 0.74) or correlations in [-1, 1]
+(MCC, Pearson, Spearman); `percent=True` asks reports to show them x100, as GLUE and SQuAD do.
 """
 
 from __future__ import annotations
@@ -18,29 +23,74 @@ HERE = Path(__file__).parent
 
 @dataclass(frozen=True)
 class MetricSpec:
-    name: str
+    name: str  # registry name, stable: results and reports key on it
     higher_is_better: bool
     display: str  # column title in reports
     percent: bool = True  # shown x100 in tables
+    module: str = ""  # evaluate module folder under ablate/metrics; "" = same as name
+    key: str = ""  # key of the module's result dict; "" = same as name
+
+    @property
+    def module_name(self) -> str:
+        return self.module or self.name
+
+    @property
+    def result_key(self) -> str:
+        return self.key or self.name
 
     @property
     def module_path(self) -> Path:
-        return HERE / self.name / f"{self.name}.py"
+        return HERE / self.module_name / f"{self.module_name}.py"
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
-METRICS.register("accuracy", MetricSpec("accuracy", True, "acc."))
-METRICS.register("f1", MetricSpec("f1", True, "F1"))
+
+
+def _register(name: str, display: str, module: str = "", key: str = "", higher_is_better: bool = True) -> None:
+    METRICS.register(name, MetricSpec(name, higher_is_better, display, True, module, key))
+
+
+_register("accuracy", "acc.")
+_register("f1", "F1")  # binary F1 of label 1 (MRPC, QQP)
+_register("matthews_correlation", "MCC")  # CoLA
+_register("pearson", "Pearson")  # STS-B
+_register("spearman", "Spearman")  # STS-B
+# SQuAD v1.1: the official script's EM and F1 (max over gold answers).
+_register("squad_exact_match", "EM", "squad", "exact_match")
+_register("squad_f1", "F1", "squad", "f1")
+# SQuAD v2.0: the official v2 script. exact/f1 score the predictions as given (empty text = no answer);
+# HasAns/NoAns split them by whether the question has an answer (NoAns F1 always equals NoAns EM, so only
+# EM is kept); best_* move the no-answer threshold to its best value on the scored set, as the script does.
+_register("squad_v2_exact", "EM", "squad_v2", "exact")
+_register("squad_v2_f1", "F1", "squad_v2", "f1")
+_register("squad_v2_has_ans_exact", "HasAns EM", "squad_v2", "HasAns_exact")
+_register("squad_v2_has_ans_f1", "HasAns F1", "squad_v2", "HasAns_f1")
+_register("squad_v2_no_ans_exact", "NoAns EM", "squad_v2", "NoAns_exact")
+_register("squad_v2_best_exact", "best EM", "squad_v2", "best_exact")
+_register("squad_v2_best_f1", "best F1", "squad_v2", "best_f1")
 
 
 @lru_cache(maxsize=None)
-def _module(name: str):
+def _module(module_name: str):
     import evaluate
 
-    return evaluate.load(str(METRICS.get(name).module_path))
+    return evaluate.load(str(HERE / module_name / f"{module_name}.py"))
+
+
+def compute_module(module_name: str, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+    """Run one shipped `evaluate` module; its whole result dict."""
+    result = _module(module_name).compute(predictions=list(predictions), references=list(references))
+    return {k: float(v) for k, v in result.items()}
 
 
 def compute(name: str, predictions: Sequence[Any], references: Sequence[Any]) -> float:
-    """Score predictions with the shipped `evaluate` module `name`."""
-    result = _module(name).compute(predictions=list(predictions), references=list(references))
-    return float(result[name])
+    """Score predictions with the metric `name`."""
+    spec = METRICS.get(name)
+    return compute_module(spec.module_name, predictions, references)[spec.result_key]
+
+
+def compute_many(names: Sequence[str], predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+    """Every metric in `names`, running each module once."""
+    specs = [METRICS.get(n) for n in names]
+    results = {m: compute_module(m, predictions, references) for m in dict.fromkeys(s.module_name for s in specs)}
+    return {s.name: results[s.module_name][s.result_key] for s in specs}

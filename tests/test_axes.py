@@ -1,0 +1,118 @@
+"""The other axes: equal-compute batch ladder, nested data sizes, longer training, tokenizers, bits per character."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ablate import pipeline
+from ablate.data.corpus import load_sentences
+from ablate.data.tokenizer import load_tokenizer, token_char_lengths
+from ablate.expand import expand
+from ablate.pretrain import bits_per_character
+from ablate.spec import SCALES, Config, DataSpec, load_study
+from ablate.store import Store
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_batch_ladder_is_equal_compute(scale):
+    spec = load_study(STUDIES / "batch_size.yaml", scale)
+    rungs = {name: cfg.pretrain for name, cfg in spec.variants.items()}
+    sequences = {name: p.total_batch * p.total_steps for name, p in rungs.items()}
+    biggest = max(p.total_batch for p in rungs.values())
+    assert max(sequences.values()) - min(sequences.values()) < biggest  # equal within one batch
+    assert len({p.total_batch for p in rungs.values()}) == len(rungs)  # the rungs differ in batch size
+    assert len({p.peak_lr for p in rungs.values()}) == len(rungs)  # each rung has its own learning rate
+
+
+def test_data_size_study_nests_and_trains_longer():
+    spec = load_study(STUDIES / "data_size.yaml", "cpu")
+    v = spec.variants
+    budgets = [v[n].data.train_token_budget for n in ("data_25", "data_50", "data_100")]
+    assert budgets == sorted(budgets) and budgets[0] < budgets[-1]
+    assert v["data_100_steps_x2"].pretrain.total_steps == 2 * v["data_100"].pretrain.total_steps
+    assert v["data_100_steps_x2"].data == v["data_100"].data  # same data, longer training
+
+
+def small(**data) -> Config:
+    return Config(data=DataSpec(vocab_size=400, tokenizer_train_chars=20_000, max_len=32, heldout_tokens=1000, **data))
+
+
+def test_data_fractions_are_nested_prefixes(tiny_data_root, tmp_path):
+    store = Store(tmp_path / "r")
+    parts = [load_sentences(store, small(train_tokens=6000, data_fraction=f), "train") for f in (0.25, 0.5, 1.0)]
+    sizes = [len(p.tokens) for p in parts]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    for a, b in zip(parts, parts[1:]):
+        assert np.array_equal(a.tokens, b.tokens[: len(a.tokens)])
+    whole = load_sentences(store, small(train_tokens=None), "train")
+    half = load_sentences(store, small(train_tokens=None, data_fraction=0.5), "train")
+    assert len(half.tokens) < len(whole.tokens)
+    assert np.array_equal(half.tokens, whole.tokens[: len(half.tokens)])
+
+
+@pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece"])
+def test_tokenizers_round_trip(tiny_data_root, tmp_path, kind):
+    tok = load_tokenizer(Store(tmp_path / "r"), small(tokenizer=kind))
+    text = "The old king rode to the city by the sea."
+    ids = tok.encode(text, add_special_tokens=False).ids
+    assert 3 not in ids  # no <unk> on text like the training text
+    decoded = tok.decode(ids)
+    assert decoded.replace(" ", "") == text.replace(" ", "")
+    if kind == "byte_bpe":
+        assert decoded.strip() == text  # byte-level BPE is lossless
+    pair = tok.encode("a b", "c d").ids
+    assert pair[0] == 0 and pair[-1] == 2 and pair.count(2) == 3  # same <s> A </s></s> B </s> layout
+
+
+def test_token_char_lengths_count_non_space_characters(tiny_data_root, tmp_path):
+    store = Store(tmp_path / "r")
+    for kind in ("byte_bpe", "wordpiece"):
+        tok = load_tokenizer(store, small(tokenizer=kind))
+        lengths = token_char_lengths(tok)
+        assert (lengths[:5] == 0).all()
+        ids = tok.encode("The river", add_special_tokens=False).ids
+        assert int(lengths[ids].sum()) == len("Theriver"), kind
+
+
+def test_bits_per_character_by_hand():
+    # two tokens of 3 and 5 characters with probabilities 1/2 and 1/8: 1 + 3 bits over 8 characters
+    nats = -math.log(0.5) - math.log(0.125)
+    assert bits_per_character(nats, 8) == pytest.approx(0.5)
+
+
+LADDER = """\
+name: ladder
+description: a micro batch-size ladder
+base:
+  model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}
+  data: {vocab_size: 400, tokenizer_train_chars: 20000, max_len: 32, train_tokens: 3000, heldout_tokens: 1000}
+  pretrain: {steps: 16, batch_size: 4}
+  finetune: {tasks: [sst2], train_size: 50, epochs: 1, random_init_control: false}
+variants:
+  x1: {pretrain: {batch_multiplier: 1}}
+  x4: {pretrain: {batch_multiplier: 4, lr_multiplier: 2.0, micro_batch_size: 6}}
+baseline: x1
+seeds: {pretrain: [0], finetune: [0]}
+runtime: {threads: 1, progress: false}
+"""
+
+
+def test_ladder_runs_with_accumulation_and_records_compute(tiny_data_root, tmp_path):
+    path = tmp_path / "ladder.yaml"
+    path.write_text(LADDER)
+    plan = expand(load_study(path, "tiny"))
+    store = Store(tmp_path / "r")
+    assert pipeline.run(plan, store)["failed"] == 0
+    m = {c.variant: store.pretrain("ladder", c.key).metrics() for c in plan.pretrain}
+    assert m["x1"]["steps"] == 16 and m["x4"]["steps"] == 4
+    assert m["x1"]["sequences_per_step"] == 4 and m["x4"]["sequences_per_step"] == 16
+    assert abs(m["x1"]["tokens_seen"] - m["x4"]["tokens_seen"]) < 16 * 32  # within one batch
+    for metrics in m.values():
+        for key in ("flops", "wall_s", "tokens_per_s", "peak_memory_mb", "heldout_bpc"):
+            assert metrics[key] > 0, key
