@@ -35,10 +35,16 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {one_line(str(e))}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def one_line(message: str, limit: int = 600) -> str:
+    """Control characters escaped and length capped, so an error is always exactly one readable line."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _store(results: Optional[Path]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import time
 import traceback
@@ -167,6 +168,8 @@ def _run_pretrain(cell: PretrainCell, plan: Plan, store: Store, force: bool, pro
     run = store.pretrain(plan.study.name, cell.key)
     if run.is_done() and (not force or cell.key in forced):
         return True
+    if force and cell.key not in forced:
+        shutil.rmtree(run.path / "resume", ignore_errors=True)  # --force starts the cell afresh
     forced.add(cell.key)
     run.reset()
     run.begin(pretrain_identity(cell.config, cell.seed), {"variant": cell.variant, "seed": cell.seed, **prov})

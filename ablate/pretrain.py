@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ from ablate.expand import PretrainCell
 from ablate.engine import Batch, Trainer, autocast, encoder_forward, masked_lm_loss_from_hidden
 from ablate.model import count_params
 from ablate.spec import Config, RuntimeSpec
-from ablate.store import RunDir
+from ablate import resume
+from ablate.store import RunDir, atomic_write_text
 
 HELDOUT_SEED = 20190726  # one fixed set of held-out masks, shared by every variant
 Progress = Callable[[int, int, Optional[float]], None]  # (step, total, loss)
@@ -175,36 +177,44 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
     trainer = Trainer(cfg, vocab, device, cell.seed, compile=runtime.compile)
     stream = BatchStream(len(train.lengths), batch_size, cell.seed, p.masking, p.static_copies)
     curve_path = run.path / "loss.jsonl"
-    curve_path.unlink(missing_ok=True)
-    tokens = masked_total = 0
-    window: dict[str, float] = {}
-    window_n, last_loss = 0, float("nan")
-    t0 = time.perf_counter()
-    for step in range(steps):
+    c = {"step": 0, "tokens": 0, "masked": 0, "window": {}, "window_n": 0, "last_loss": float("nan"), "wall": 0.0}
+    restored = resume.load(trainer, run.path / "resume") if runtime.checkpoint_every else None
+    if restored is not None:  # seek: batches are a function of the step, nothing is replayed
+        c = restored
+        _truncate_curve(curve_path, c["step"])
+    else:
+        curve_path.unlink(missing_ok=True)
+    t0 = time.perf_counter() - c["wall"]
+    for step in range(c["step"], steps):
         idx, epochs = stream.indices(step)
         batch = make_batch(train, idx, epochs, cell.seed, cfg, vocab).to(device)
         out = trainer.step(batch)
         loss_value = out["loss"].item()
         if not math.isfinite(loss_value):
             raise CellFailed(f"diverged at step {step}: training loss is {loss_value}")
-        tokens += int(batch.attention_mask.sum())
-        masked_total += out["masked"]
+        c["tokens"] += int(batch.attention_mask.sum())
+        c["masked"] += out["masked"]
         for k in ("loss", "mlm", "nsp"):
             if k in out:
-                window[k] = window.get(k, 0.0) + float(out[k])
-        window_n += 1
+                c["window"][k] = c["window"].get(k, 0.0) + float(out[k])
+        c["window_n"] += 1
         if (step + 1) % runtime.log_every == 0 or step + 1 == steps:
-            point = {"step": step + 1, **{k: v / window_n for k, v in window.items()}, "lr": trainer.lr(),
-                     "tokens": tokens, "epoch": float((step + 1) * batch_size / len(train.lengths))}
+            point = {"step": step + 1, **{k: v / c["window_n"] for k, v in c["window"].items()}, "lr": trainer.lr(),
+                     "tokens": c["tokens"], "epoch": float((step + 1) * batch_size / len(train.lengths))}
             with open(curve_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(point) + "\n")
             if progress:
                 progress(step + 1, steps, point["loss"])
-            last_loss = point["loss"]
-            window, window_n = {}, 0
+            c["last_loss"] = point["loss"]
+            c["window"], c["window_n"] = {}, 0
+        if runtime.checkpoint_every and (step + 1) % runtime.checkpoint_every == 0 and step + 1 < steps:
+            c["step"], c["wall"] = step + 1, time.perf_counter() - t0
+            resume.save(trainer, run.path / "resume", c)
+    tokens, masked_total, last_loss = c["tokens"], c["masked"], c["last_loss"]
     wall = time.perf_counter() - t0
     ev = heldout_eval(trainer, heldout, unigram, cfg, vocab, runtime.eval_batch_size, token_chars)
     save_checkpoint(trainer, run.checkpoint)
+    shutil.rmtree(run.path / "resume", ignore_errors=True)  # the final checkpoint supersedes it
     params = count_params(trainer.model)
     return {
         **ev,
@@ -225,6 +235,20 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
     }
 
 
+def _truncate_curve(path: Path, step: int) -> None:
+    """Drop loss-curve points written after the checkpoint being resumed (and any line cut by a crash)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError):
+            continue
+    atomic_write_text(path, "".join(x + "\n" for x in keep))
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process: CUDA's allocator peak on GPU, else the resident-set high-water mark."""
     if device.type == "cuda":
@@ -236,6 +260,9 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def save_checkpoint(trainer: Trainer, folder: Path) -> None:
     """save_pretrained (safetensors) for the encoder + MLM head; the NSP head beside it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     trainer.model.save_pretrained(str(folder), safe_serialization=True)
     if trainer.nsp_head is not None:
         from safetensors.torch import save_file

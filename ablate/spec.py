@@ -145,6 +145,15 @@ class FinetuneSpec(Frozen):
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     weight_decay: float = Field(0.1, ge=0, le=1)
     random_init_control: bool = True  # also fine-tune the same architecture from random init
+    # task -> fraction of its validation split to fine-tune on; the rest is scored, whole groups of examples
+    # sharing text on one side (SQuAD: articles). For tasks with no local train split (mnli, qnli, squad,
+    # squad_v2); reports mark these tasks. Without it a missing train split is an error.
+    train_from_validation: dict[str, float] = {}
+    lr_by_task: dict[str, float] = {}  # task -> learning rate used instead of `lr` for that task
+    doc_stride: Optional[int] = Field(None, ge=1, le=2048)  # span tasks: context tokens shared by consecutive
+    #                                                         windows over a long context; None = max_len // 4
+    max_answer_len: int = Field(30, ge=1, le=1024)  # span tasks: longest answer decoded, in tokens
+    n_best: int = Field(20, ge=1, le=1000)  # span tasks: start and end candidates per window when decoding
 
     @field_validator("tasks")
     @classmethod
@@ -159,6 +168,35 @@ class FinetuneSpec(Frozen):
             raise ValueError("tasks must not repeat")
         return tasks
 
+    @field_validator("train_from_validation")
+    @classmethod
+    def _fractions_per_task(cls, v: dict[str, float]) -> dict[str, float]:
+        from ablate.tasks import TASKS
+
+        for task, frac in v.items():
+            TASKS.get(task)
+            if not 0.05 <= frac <= 0.95:
+                raise ValueError(f"{task}: the fine-tuning share of the validation split must be in [0.05, 0.95] "
+                                 f"(got {frac})")
+        return v
+
+    @field_validator("lr_by_task")
+    @classmethod
+    def _lr_per_task(cls, v: dict[str, float]) -> dict[str, float]:
+        from ablate.tasks import TASKS
+
+        for task, lr in v.items():
+            TASKS.get(task)
+            if not 0 < lr <= 1.0:
+                raise ValueError(f"{task}: learning rate must be in (0, 1] (got {lr})")
+        return v
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> "FinetuneSpec":
+        if self.doc_stride is not None and self.doc_stride >= self.max_len // 2:
+            raise ValueError(f"doc_stride ({self.doc_stride}) must be under half of max_len ({self.max_len})")
+        return self
+
 
 class RuntimeSpec(Frozen):
     """Plumbing: changes speed, never results. Not part of any hash."""
@@ -167,7 +205,8 @@ class RuntimeSpec(Frozen):
     threads: Optional[int] = Field(None, ge=1, le=1024)  # torch threads; None = all cores
     log_every: int = Field(50, ge=1)  # steps between loss-curve points
     eval_batch_size: int = Field(128, ge=1)
-    compile: bool = False  # torch.compile the training step (pays off on long runs only)
+    compile: bool = False  # torch.compile the training step (measured: does not pay on CPU; see benchmarks)
+    checkpoint_every: int = Field(200, ge=0)  # steps between mid-cell checkpoints for resume; 0 = never
     progress: bool = True
 
 
@@ -330,6 +369,10 @@ def load_study(path: str | Path, scale: Optional[str] = None) -> StudySpec:
     scale_over = dict(raw.scales.get(scale, {}))
     seeds = raw.seeds
     if "seeds" in scale_over:
+        if not isinstance(scale_over["seeds"], dict):
+            line = lines.get(("scales", scale, "seeds"))
+            raise UserError(f"{where}{f':{line}' if line else ''}: scales.{scale}.seeds: must be a mapping "
+                            f"(pretrain: [...], finetune: [...])")
         try:
             seeds = Seeds.model_validate(deep_merge(raw.seeds.model_dump(), scale_over.pop("seeds")))
         except ValidationError as err:

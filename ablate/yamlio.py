@@ -12,8 +12,11 @@ from ablate.errors import UserError
 Path_ = tuple[str, ...]
 
 
-def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], where: str) -> None:
+def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], where: str, seen: set[int]) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in seen:  # an alias: walked once already (billion-laughs documents stay linear)
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -22,10 +25,10 @@ def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], where: str) -> 
                 raise UserError(f"{where}:{key_node.start_mark.line + 1}: duplicate key {'.'.join(path + (key,))!r}")
             seen.add(key)
             lines[path + (key,)] = key_node.start_mark.line + 1
-            _walk(value_node, path + (key,), lines, where)
+            _walk(value_node, path + (key,), lines, where, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, path + (str(i),), lines, where)
+            _walk(item, path + (str(i),), lines, where, seen)
 
 
 def load_yaml(path: Path) -> tuple[Any, dict[Path_, int]]:
@@ -52,5 +55,5 @@ def parse_yaml(text: str, where: str) -> tuple[Any, dict[Path_, int]]:
         raise UserError(f"{where}: YAML nested too deeply") from None
     lines: dict[Path_, int] = {}
     if node is not None:
-        _walk(node, (), lines, where)
+        _walk(node, (), lines, where, set())
     return data, lines

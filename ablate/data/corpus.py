@@ -33,6 +33,7 @@ def iter_documents(corpus: str, split: str) -> Iterator[str]:
     """Document texts of a corpus split, in the corpus's fixed file and row order (streamed by `datasets`)."""
     import datasets
 
+    datasets.disable_progress_bars()
     files = [str(p) for p in corpus_files(corpus, split)]
     ds = datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=True)
     for row in ds.select_columns(["text"]):
