@@ -3,7 +3,8 @@
 - summarize: scores -> one row per (variant, task, metric): n, median, mean, std and a 95% t interval of the
   mean, in the metric's own scale (fractions for accuracy/F1). The median runs over every
   (pretrain_seed, finetune_seed) score, as the paper's tables report medians over fine-tuning seeds.
-- paper_style_table: summary -> rows variants, columns tasks (the paper's number beside ours), in points.
+- primary_columns: each task's headline metric (the paper's column: SQuAD F1, accuracy elsewhere).
+- task_table / paper_style_table: summary -> rows variants, columns tasks (the paper's number beside ours), in points.
 - pretrain_table: pretraining metrics -> per variant n, median, mean, std of each column.
 - pretraining_margin: summary -> median(variant) - median(random-init) per task, in points: what pretraining bought.
 - values_long + compare: scores and held-out perplexity -> one row per (claim, task, metric): the difference
@@ -23,14 +24,13 @@ from scipy import stats
 from ablate.anchors import EXPLORATORY, HELDOUT_PPL, PRETRAINING_TASK, SANITY, Claim
 from ablate.expand import RANDOM_INIT
 from ablate.metrics import METRICS
+from ablate.tasks import TASKS
 
 CONFIDENCE = 0.95  # every interval in the report
 SUMMARY_COLUMNS = ["variant", "task", "metric", "n", "median", "mean", "std", "ci_low", "ci_high"]
 PRETRAIN_STATS = ["heldout_ppl", "unigram_ppl", "tokens_seen", "wall_s", "tokens_per_s"]
 MARGIN_COLUMNS = ["variant", "task", "metric", "n", "median", "random_init_n", "random_init_median", "margin"]
 MISSING = "—"  # shown for a cell with no finished runs
-
-
 PRETRAIN_METRICS = {HELDOUT_PPL: False}  # pretraining metrics in verdicts -> higher_is_better
 VALUE_COLUMNS = ["variant", "pretrain_seed", "finetune_seed", "task", "metric", "value"]
 COMPARISON_COLUMNS = [
@@ -46,6 +46,28 @@ def higher_is_better(metric: str) -> Optional[bool]:
     if metric in METRICS:
         return METRICS.get(metric).higher_is_better
     return PRETRAIN_METRICS.get(metric)
+
+
+def primary_metric(task: str, present: Sequence[str]) -> Optional[str]:
+    """The metric a task is judged on: its first registered metric that has results (SQuAD: F1, MRPC: accuracy,
+    as in the paper's columns); for an unknown task the first present; held-out perplexity for pretraining."""
+    if task == PRETRAINING_TASK:
+        return HELDOUT_PPL
+    if task in TASKS:
+        for m in TASKS.get(task).metrics:
+            if m in present:
+                return m
+    return present[0] if len(present) else None
+
+
+def primary_columns(values: pd.DataFrame) -> list[tuple[str, str]]:
+    """(task, primary metric) for every task with results, in order of first appearance."""
+    out = []
+    for task in dict.fromkeys(values["task"]):
+        metric = primary_metric(task, list(dict.fromkeys(values[values["task"] == task]["metric"])))
+        if metric is not None:
+            out.append((task, metric))
+    return out
 
 
 def scale_of(metric: str) -> float:
@@ -115,31 +137,40 @@ def format_cell(median: float, mean: float, std: float, n: int, scale: float = 1
     return f"{median * scale:.1f} ({mean * scale:.1f} ± {std * scale:.1f}{interval}, n={n})"
 
 
-def paper_style_table(summary: pd.DataFrame, metric: str, variants_order: Sequence[str],
-                      paper: Optional[dict[tuple[str, str], float]] = None) -> pd.DataFrame:
-    """Summary -> DataFrame of strings: index = variants (random-init last), columns = tasks with `metric`.
-
-    `paper` maps (variant, task) to the paper's number in points; a task with any gets a "<task> (paper)"
-    column right after ours.
+def task_table(summary: pd.DataFrame, columns: Sequence[tuple[str, str]], variants_order: Sequence[str],
+               paper: Optional[dict[tuple[str, str, str], float]] = None,
+               labels: Optional[dict] = None) -> pd.DataFrame:
+    """Summary -> DataFrame of strings in the paper's layout: index = variants (random-init last), one column per
+    (task, metric) in `columns`, named by `labels` (default: the task). `paper` maps (variant, task, metric) to
+    the paper's number in points; a column with any gets a "<label> (paper)" column right after ours.
     """
-    paper = paper or {}
-    sub = summary[summary["metric"] == metric]
-    tasks = list(dict.fromkeys(sub["task"]))
+    paper, labels = paper or {}, labels or {}
+    wanted = set(columns)
+    sub = summary[pd.Series([(t, m) in wanted for t, m in zip(summary["task"], summary["metric"])],
+                            index=summary.index, dtype=bool)]
     rows = variant_rows(variants_order, list(sub["variant"]))
-    scale = scale_of(metric)
-    columns = []
-    for task in tasks:
-        columns.append(task)
-        if any(t == task for _, t in paper):
-            columns.append(f"{task} (paper)")
-    table = pd.DataFrame(MISSING, index=pd.Index(rows, name="variant"), columns=pd.Index(columns, name="task"),
+    names, with_paper = [], {(t, m) for _, t, m in paper}
+    for col in columns:
+        names.append(labels.get(col, col[0]))
+        if col in with_paper:
+            names.append(f"{labels.get(col, col[0])} (paper)")
+    table = pd.DataFrame(MISSING, index=pd.Index(rows, name="variant"), columns=pd.Index(names, name="task"),
                          dtype=object)
     for r in sub.itertuples(index=False):
-        table.loc[r.variant, r.task] = format_cell(r.median, r.mean, r.std, r.n, scale, (r.ci_low, r.ci_high))
-    for (variant, task), value in paper.items():
-        if variant in table.index and f"{task} (paper)" in table.columns:
-            table.loc[variant, f"{task} (paper)"] = f"{value:.1f}"
+        table.loc[r.variant, labels.get((r.task, r.metric), r.task)] = format_cell(
+            r.median, r.mean, r.std, r.n, scale_of(r.metric), (r.ci_low, r.ci_high))
+    for (variant, task, metric), value in paper.items():
+        if variant in table.index and (task, metric) in set(columns):
+            table.loc[variant, f"{labels.get((task, metric), task)} (paper)"] = f"{value:.1f}"
     return table
+
+
+def paper_style_table(summary: pd.DataFrame, metric: str, variants_order: Sequence[str],
+                      paper: Optional[dict[tuple[str, str], float]] = None) -> pd.DataFrame:
+    """task_table for one metric: columns = the tasks that have it; `paper` maps (variant, task) to points."""
+    tasks = list(dict.fromkeys(summary[summary["metric"] == metric]["task"]))
+    return task_table(summary, [(t, metric) for t in tasks], variants_order,
+                      {(v, t, metric): x for (v, t), x in (paper or {}).items()})
 
 
 def pretrain_table(pretrain_df: pd.DataFrame) -> pd.DataFrame:
@@ -157,20 +188,24 @@ def pretrain_table(pretrain_df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def pretraining_margin(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+def pretraining_margin(summary: pd.DataFrame, metric: str = "accuracy",
+                       columns: Optional[Sequence[tuple[str, str]]] = None) -> pd.DataFrame:
     """Per (variant, task) with a random-init result: median(variant) - median(random-init), in points.
 
+    On `metric` for every task that has it, or on the (task, metric) pairs in `columns` (e.g. primary_columns).
     Positive means pretraining helped (for a higher-is-better metric). Medians are shown in points too.
-    Empty (MARGIN_COLUMNS) when there is no random-init result for `metric` yet.
+    Empty (MARGIN_COLUMNS) when there is no random-init result yet.
     """
-    sub = summary[summary["metric"] == metric]
-    ri = sub[sub["variant"] == RANDOM_INIT][["task", "n", "median"]]
+    wanted = set(columns) if columns is not None else {(t, metric) for t in summary["task"]}
+    sub = summary[pd.Series([(t, m) in wanted for t, m in zip(summary["task"], summary["metric"])],
+                            index=summary.index, dtype=bool)]
+    ri = sub[sub["variant"] == RANDOM_INIT][["task", "metric", "n", "median"]]
     ri = ri.rename(columns={"n": "random_init_n", "median": "random_init_median"})
     pre = sub[sub["variant"] != RANDOM_INIT][["variant", "task", "metric", "n", "median"]]
     if ri.empty or pre.empty:
         return pd.DataFrame(columns=MARGIN_COLUMNS)
-    out = pre.merge(ri, on="task", how="inner")
-    scale = scale_of(metric)
+    out = pre.merge(ri, on=["task", "metric"], how="inner")
+    scale = out["metric"].map(scale_of)
     out["median"] = out["median"] * scale
     out["random_init_median"] = out["random_init_median"] * scale
     out["margin"] = out["median"] - out["random_init_median"]
@@ -218,11 +253,14 @@ def difference(values: pd.DataFrame, a: str, b: str, task: str, metric: str) -> 
     xa, xb = _by_seed(values, a, task, metric), _by_seed(values, b, task, metric)
     shared = xa.index.intersection(xb.index)
     nan = math.nan
-    if len(shared) >= 2:
+    if len(shared) >= 2 or (len(shared) == 1 and min(len(xa), len(xb)) < 2):
         d = xa[shared] - xb[shared]
         diff = float(d.mean())
+        if len(d) < 2:
+            return {"n": 1, "paired": True, "diff": diff, "spread": nan, "ci_low": nan, "ci_high": nan}
         low, high = _interval(stats.ttest_1samp(d, 0.0), diff)
-        return {"n": len(d), "paired": True, "diff": diff, "spread": float(d.std(ddof=1)), "ci_low": low, "ci_high": high}
+        return {"n": len(d), "paired": True, "diff": diff, "spread": float(d.std(ddof=1)),
+                "ci_low": low, "ci_high": high}
     n = min(len(xa), len(xb))
     diff = float(xa.mean() - xb.mean()) if n else nan
     if n < 2:
@@ -279,14 +317,13 @@ def seeds_needed(spread: float, effect: Optional[float], confidence: float = CON
     return int(n[ok[0]]) if len(ok) else None
 
 
-def _claim_rows(values: pd.DataFrame, claim: Claim) -> list[dict]:
+def _claim_rows(values: pd.DataFrame, claim: Claim, columns: Sequence[tuple[str, str]]) -> list[dict]:
     rows = []
-    pairs = values[["task", "metric"]].drop_duplicates().itertuples(index=False)
-    for task, metric in pairs:
+    for task, metric in columns:
         if (claim.tasks is None and task == PRETRAINING_TASK) or (claim.tasks is not None and task not in claim.tasks):
             continue
-        arms = values[(values["task"] == task) & (values["metric"] == metric)]["variant"]
-        if claim.a not in set(arms) or claim.b not in set(arms):
+        arms = set(values[(values["task"] == task) & (values["metric"] == metric)]["variant"])
+        if claim.a not in arms or claim.b not in arms:
             continue
         d = difference(values, claim.a, claim.b, task, metric)
         scale = scale_of(metric)
@@ -303,14 +340,31 @@ def _claim_rows(values: pd.DataFrame, claim: Claim) -> list[dict]:
     return rows
 
 
-def compare(values: pd.DataFrame, claims: Sequence[Claim]) -> pd.DataFrame:
-    """values_long x claims -> COMPARISON_COLUMNS, one row per claim and (task, metric) both arms have.
+def compare(values: pd.DataFrame, claims: Sequence[Claim], baseline: Optional[str] = None) -> pd.DataFrame:
+    """values_long x claims -> COMPARISON_COLUMNS, one row per claim and task both arms have, on the task's
+    primary metric (primary_columns; held-out perplexity for PRETRAINING_TASK).
 
+    With `baseline`, every other variant also gets a row against it (relation None, verdict NO_CLAIM,
+    source EXPLORATORY) on each (task, metric) no claim covers, perplexity included.
     diff, spread and the interval are in display units (points for percent metrics), paper_diff in the
     paper's (points; raw perplexity), seeds_needed counts paired runs of each arm.
     """
-    rows = [r for c in claims for r in _claim_rows(values, c)]
-    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    claims = list(claims)
+    if baseline is not None:
+        for variant in dict.fromkeys(values["variant"]):
+            if variant == baseline:
+                continue
+            covered = [c for c in claims if c.a == variant and c.b == baseline]
+            if not any(c.tasks is None for c in covered):  # downstream tasks not all claimed yet
+                done = {t for c in covered for t in c.tasks or ()}
+                tasks = set(values["task"]) - done - {PRETRAINING_TASK}
+                claims.append(Claim(variant, baseline, None, tuple(sorted(tasks)), "", EXPLORATORY))
+            if not any(c.tasks and PRETRAINING_TASK in c.tasks for c in covered):
+                claims.append(Claim(variant, baseline, None, (PRETRAINING_TASK,), "", EXPLORATORY))
+    columns = primary_columns(values)
+    rows = [r for c in claims for r in _claim_rows(values, c, columns)]
+    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS).astype({"relation": object})
+    out["relation"] = out["relation"].where(out["relation"].notna(), None)  # "no direction" stays None, not NaN
     out["seeds_needed"] = out["seeds_needed"].astype("Int64")
     out["expected"] = out["expected"].astype("Int64")
     return out

@@ -4,7 +4,7 @@
   the mean with its 95% interval (from aggregate.summarize) beside.
 - forest: paired differences vs the baseline (aggregate.compare) with their intervals, the paper's difference marked.
 - loss_curves: pretraining loss vs step, one line per (variant, seed), one colour per variant.
-- metric_vs_compute: held-out perplexity and downstream medians against pretraining FLOPs.
+- metric_vs_compute: held-out perplexity and each task's median score against pretraining FLOPs.
 Figures are built with `matplotlib.figure.Figure`, not pyplot, so nothing piles up in pyplot's
 global figure list when a report draws many of them.
 """
@@ -24,9 +24,11 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
-from ablate.aggregate import AGREES, DISAGREES, INCONCLUSIVE, NO_CLAIM, scale_of, variant_rows  # noqa: E402
-from ablate.anchors import SANITY  # noqa: E402
+from ablate.aggregate import (AGREES, DISAGREES, INCONCLUSIVE, NO_CLAIM, primary_columns, scale_of,  # noqa: E402
+                             variant_rows)
+from ablate.anchors import RELATION_TEXT, SANITY  # noqa: E402
 from ablate.expand import RANDOM_INIT  # noqa: E402
 from ablate.metrics import METRICS  # noqa: E402
 
@@ -48,7 +50,6 @@ def _palette(variants: Sequence[str]) -> dict[str, tuple]:
 
 
 VERDICT_COLOURS = {AGREES: "#1a7f37", DISAGREES: "#c0392b", INCONCLUSIVE: "#7f7f7f", NO_CLAIM: "#b0b0b0"}
-RELATION_TEXT = {">": ">", ">=": "≥", "<": "<", "<=": "≤", "~": "≈", "better": "better than", "worse": "worse than"}
 
 
 def _label(metric: str) -> str:
@@ -69,7 +70,7 @@ def task_scores(scores: pd.DataFrame, task: str, metric: str, order: Optional[Se
         return _empty(title)
     present = list(dict.fromkeys(sub["variant"]))
     order = [v for v in variant_rows(order or [], present) if v in present]
-    fig = Figure(figsize=(WIDTH, HEIGHT))
+    fig = Figure(figsize=(WIDTH, HEIGHT), layout="constrained")
     ax = fig.add_subplot()
     sns.stripplot(data=sub, x="variant", y="score", hue="variant", order=order, hue_order=order,
                   palette=_palette(order), jitter=0.15, size=6, alpha=0.8, legend=False, ax=ax)
@@ -78,13 +79,21 @@ def task_scores(scores: pd.DataFrame, task: str, metric: str, order: Optional[Se
                color="black", zorder=5, label="median")
     if summary is not None:
         _mean_intervals(ax, summary, task, metric, order, scale)
-    ax.legend(loc="best", frameon=False, fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)  # outside: never over a point
+    _variant_ticks(ax, order)
     ax.set_xlabel("")
     ax.set_ylabel(f"{label}" + (" (points)" if scale != 1 else ""))
     ax.set_title(f"{title} (each point one fine-tuning run)")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     return fig
+
+
+def _variant_ticks(ax, order: Sequence[str]) -> None:
+    """Slant the variant names when they would run into each other (about 60 characters fit across the axes)."""
+    if order and max(len(v) for v in order) > 60 / len(order):
+        ax.tick_params(axis="x", labelrotation=25)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("right")
 
 
 def _mean_intervals(ax, summary: pd.DataFrame, task: str, metric: str, order: Sequence[str], scale: float) -> None:
@@ -122,7 +131,7 @@ def forest(comparisons: pd.DataFrame, unit: str = "points") -> Figure:
     ax.axvline(0, color="black", linewidth=0.8)
     labels = [f"{r.a} vs {r.b}: {r.task} {_label(r.metric)}"
               + (f"  ({'expected' if r.source == SANITY else 'paper'}: {RELATION_TEXT.get(r.relation, r.relation)})"
-                 if r.relation else "")
+                 if isinstance(r.relation, str) else "")
               for r in cmp.itertuples(index=False)]
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(-0.7, len(cmp) - 0.3)
@@ -163,10 +172,12 @@ def loss_curves(curves: pd.DataFrame, order: Optional[Sequence[str]] = None) -> 
     return fig
 
 
-def metric_vs_compute(pretrain_df: pd.DataFrame, scores: pd.DataFrame, metric: str = "accuracy",
+def metric_vs_compute(pretrain_df: pd.DataFrame, scores: pd.DataFrame,
+                      columns: Optional[Sequence[tuple[str, str]]] = None,
                       order: Optional[Sequence[str]] = None) -> Figure:
-    """Left: held-out MLM perplexity vs pretraining FLOPs per (variant, seed). Right: median `metric` over
-    fine-tuning seeds per (variant, seed, task) vs the same FLOPs, random-init as a dashed line per task."""
+    """Left: held-out MLM perplexity vs pretraining FLOPs per (variant, seed). Right: each task's median over
+    fine-tuning seeds on its metric (`columns`, default aggregate.primary_columns) per (variant, seed), vs the
+    same FLOPs; random init as hollow markers in a column left of the pretrained models."""
     title = "metric against compute"
     pre = pretrain_df.assign(flops=pd.to_numeric(pretrain_df["flops"], errors="coerce"))
     pre = pre[pre["flops"] > 0]
@@ -181,27 +192,33 @@ def metric_vs_compute(pretrain_df: pd.DataFrame, scores: pd.DataFrame, metric: s
         rows = pre[pre["variant"] == v]
         left.scatter(rows["flops"], rows["heldout_ppl"], color=colours[v], label=v, s=30)
     left.set(xscale="log", xlabel="pretraining FLOPs (est.)", ylabel="held-out MLM perplexity", title="perplexity")
-    sub = scores[scores["metric"] == metric]
-    tasks = list(dict.fromkeys(sub["task"]))
-    markers = dict(zip(tasks, "osD^vP*X"))
-    med = sub.groupby(["variant", "pretrain_seed", "task"], dropna=False)["value"].median().reset_index()
+    columns = list(columns if columns is not None else primary_columns(scores))
+    marks = "osD^vP*Xhp<>"
+    markers = {task: marks[i % len(marks)] for i, (task, _) in enumerate(columns)}
     flops = pre.set_index(["variant", "seed"])["flops"]
-    for r in med.itertuples(index=False):
-        if r.variant == RANDOM_INIT or (r.variant, r.pretrain_seed) not in flops.index:
-            continue
-        right.scatter(flops[(r.variant, r.pretrain_seed)], r.value * scale_of(metric), color=colours.get(r.variant, "0.5"),
-                      marker=markers.get(r.task, "o"), s=30)
-    for task in tasks:
-        ri = med[(med["variant"] == RANDOM_INIT) & (med["task"] == task)]["value"]
+    x_random = float(pre["flops"].min()) / 4  # random init spent no pretraining compute: a column left of the rest
+    has_random = False
+    for task, metric in columns:
+        sub = scores[(scores["task"] == task) & (scores["metric"] == metric)]
+        med = sub.groupby(["variant", "pretrain_seed"], dropna=False)["value"].median() * scale_of(metric)
+        for (variant, seed), y in med.items():
+            if variant != RANDOM_INIT and (variant, seed) in flops.index:
+                right.scatter(flops[(variant, seed)], y, color=colours.get(variant, "0.5"), marker=markers[task], s=30)
+        ri = sub[sub["variant"] == RANDOM_INIT]["value"]
         if len(ri):
-            right.axhline(ri.median() * scale_of(metric), color="0.4", linestyle="--", linewidth=1)
-            right.annotate(f"{task} random init", (0.01, ri.median() * scale_of(metric)),
-                           xycoords=("axes fraction", "data"), fontsize=7, color="0.3", va="bottom")
-    right.set(xscale="log", xlabel="pretraining FLOPs (est.)", ylabel=f"median {_label(metric)}"
-              + (" (points)" if scale_of(metric) != 1 else ""), title="downstream")
-    handles = [Line2D([], [], linestyle="none", marker=markers[t], color="0.3", label=t) for t in tasks]
+            has_random = True
+            right.scatter(x_random, ri.median() * scale_of(metric), marker=markers[task], s=30,
+                          facecolors="none", edgecolors="0.35")
+    right.set(xscale="log", xlabel="pretraining FLOPs (est.)", ylabel="median score (points)", title="downstream")
+    handles = [Line2D([], [], linestyle="none", marker=markers[t], color="0.3", label=f"{t} {_label(m)}")
+               for t, m in columns]
     handles += [Line2D([], [], linestyle="none", marker="o", color=colours[v], label=v) for v in order]
+    if has_random:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", markeredgecolor="0.35",
+                              label="random init (no pretraining)"))
+        right.set_xlim(x_random / 2.5, float(pre["flops"].max()) * 2.5)
     right.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     for ax in (left, right):
+        ax.xaxis.set_minor_formatter(NullFormatter())  # "2x10^11" minor labels collide on a short log axis
         ax.grid(alpha=0.3)
     return fig

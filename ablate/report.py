@@ -1,7 +1,8 @@
-"""StudySpec + StudyResults + provenance -> reports/<study>/index.html (+ CSV tables beside it); studies -> index.html.
+"""StudySpec + StudyResults + provenance -> reports/<study>/index.html (+ CSV, Markdown, LaTeX tables beside it);
+studies -> reports/index.html.
 
-A view only: every number comes from ablate.aggregate (checkable against summary.csv) or from the
-paper's anchors. The HTML is self-contained: inline CSS, plots as inline SVG, no scripts, no network.
+A view only: every number comes from ablate.aggregate (checkable against summary.csv and comparisons.csv) or
+from the paper's anchors. The HTML is self-contained: inline CSS, plots as inline SVG, no scripts, no network.
 Jinja2 autoescaping is on, so study text (description, source, errors) can never inject markup.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 from urllib.parse import quote
@@ -20,14 +22,15 @@ import pandas as pd
 from markupsafe import Markup
 
 from ablate import aggregate, plots
-from ablate.anchors import load_anchors, paper_table, table_ids
+from ablate.anchors import (HELDOUT_PPL, PRETRAINING_TASK, RELATION_TEXT, SANITY, load_anchors, paper_value,
+                            study_anchor, study_claims, table_ids)
 from ablate.expand import RANDOM_INIT
 from ablate.metrics import METRICS
 from ablate.results import StudyResults
 from ablate.spec import StudySpec
 
 TEMPLATES = Path(__file__).parent / "templates"
-RELATIONS = {">": ">", ">=": "≥", "<": "<", "<=": "≤", "~": "≈"}
+CELL = re.compile(r"^(\S+) \((.+)\)$")  # "median (details)", as aggregate.format_cell and the margin table write
 
 
 def _env() -> jinja2.Environment:
@@ -52,6 +55,27 @@ def figure_svg(fig, salt: str) -> Markup:
     return Markup(svg[svg.find("<svg"):])  # drop the XML prolog and doctype; matplotlib escapes text itself
 
 
+def to_markdown(df: pd.DataFrame) -> str:
+    """A DataFrame of display strings -> a GitHub Markdown table, index as the first column."""
+    flat = df.reset_index()
+
+    def line(cells) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    rows = [line(flat.columns), "|" + "---|" * len(flat.columns)]
+    rows += [line(r) for r in flat.itertuples(index=False)]
+    return "\n".join(rows) + "\n"
+
+
+def export_table(df: pd.DataFrame, folder: Path, stem: str) -> list[str]:
+    """Write <stem>.csv, <stem>.md and <stem>.tex (booktabs, escaped) into folder; return their names."""
+    flat = df.reset_index()
+    _write(folder / f"{stem}.csv", flat.to_csv(index=False))
+    _write(folder / f"{stem}.md", to_markdown(df))
+    _write(folder / f"{stem}.tex", flat.to_latex(index=False, escape=True))
+    return [f"{stem}.csv", f"{stem}.md", f"{stem}.tex"]
+
+
 def _num(x: Any, like: Any = None) -> str:
     """Compact number with digits set by the size of `like` (default x): 3.99, 123.4, 12,345; '—' for missing."""
     if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
@@ -61,43 +85,94 @@ def _num(x: Any, like: Any = None) -> str:
     return f"{float(x):,.{digits}f}"
 
 
-def _table(df: pd.DataFrame, titles: Optional[dict[str, str]] = None, baseline: str = "") -> dict[str, Any]:
-    """DataFrame of display strings -> {"corner", "columns", "rows": [{"label", "cells", "cls"}]} for the template."""
+def _cell(text: str) -> dict[str, str]:
+    """'83.0 (84.0 ± 4.3 [77.1, 90.9], n=4)' -> main '83.0' and a detail line that wraps only between its parts."""
+    m = CELL.match(text)
+    if not m:
+        return {"main": text, "detail": ""}
+    detail = m.group(2).replace(" ± ", "\u00a0±\u00a0").replace(", n=", " n=").replace(" vs ", "\u00a0vs\u00a0")
+    return {"main": m.group(1), "detail": re.sub(r"\[(\S+), (\S+)\]", "[\\1,\u00a0\\2]", detail)}
+
+
+def _table(df: pd.DataFrame, titles: Optional[dict[str, str]] = None, baseline: str = "",
+           classes: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """DataFrame of display strings -> {"corner", "columns", "col_classes", "rows": [{"label", "cells", "cls"}]}
+    for the template; a cell is {"main", "detail"}, and "(paper)" columns get the class "paper"."""
     titles = titles or {}
     rows = []
-    for label, cells in zip(df.index, df.itertuples(index=False)):
+    for i, (label, cells) in enumerate(zip(df.index, df.itertuples(index=False))):
         cls = "control" if label == RANDOM_INIT else ("baseline" if label == baseline else "")
+        if classes is not None:
+            cls = classes[i]
         shown = titles.get(label, str(label)) + (" (baseline)" if label == baseline else "")
-        rows.append({"label": shown, "cells": [str(c) for c in cells], "cls": cls})
-    return {"corner": df.index.name or "", "columns": [str(c) for c in df.columns], "rows": rows}
+        rows.append({"label": shown, "cells": [_cell(str(c)) for c in cells], "cls": cls})
+    columns = [str(c) for c in df.columns]
+    return {"corner": df.index.name or "", "columns": columns, "rows": rows,
+            "col_classes": ["paper" if c.endswith("(paper)") else "" for c in columns]}
 
 
-def _margin_table(margin: pd.DataFrame, variants: Sequence[str], baseline: str) -> Optional[dict[str, Any]]:
+def study_comparisons(study: StudySpec, results: StudyResults) -> pd.DataFrame:
+    """The study's claims (anchors) checked on its results: aggregate.COMPARISON_COLUMNS."""
+    claims = study_claims(study.name, study.paper_table, list(study.variants), study.baseline, RANDOM_INIT)
+    return aggregate.compare(aggregate.values_long(results.scores, results.pretrain), claims, study.baseline)
+
+
+def verdict_frame(cmp: pd.DataFrame) -> pd.DataFrame:
+    """Comparisons -> display strings: one row per (claim, task, metric), the verdict table of a study page."""
+    rows = []
+    for r in cmp.itertuples(index=False):
+        directed = isinstance(r.relation, str)  # None (or NaN after a CSV round trip): no direction stated
+        interval = (aggregate.MISSING if pd.isna(r.ci_low)
+                    else f"[{_num(r.ci_low, r.spread)}, {_num(r.ci_high, r.spread)}]")
+        rows.append({
+            "claim": f"{r.a} {RELATION_TEXT.get(r.relation, r.relation)} {r.b}" if directed else f"{r.a} vs {r.b}",
+            "source": "expected" if r.source == SANITY else f"paper, {r.source}" if directed else "",
+            "task": r.task,
+            "metric": METRICS.get(r.metric).display if r.metric in METRICS
+            else "held-out MLM ppl" if r.metric == HELDOUT_PPL else r.metric,
+            "ours a - b": _num(r.diff, r.spread),
+            "95% interval": interval,
+            "runs": f"{r.n} {'paired' if r.paired else 'unpaired'}",
+            "paper a - b": aggregate.MISSING if pd.isna(r.paper_diff)
+            else f"{r.paper_diff:+.{1 if aggregate.scale_of(r.metric) == 100.0 else 2}f}",
+            "verdict": r.verdict,
+            "seeds needed": aggregate.MISSING if pd.isna(r.seeds_needed) else str(r.seeds_needed),
+        })
+    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
+
+
+def _margin_table(margin: pd.DataFrame, variants: Sequence[str]) -> Optional[pd.DataFrame]:
     """Long margin frame -> rows variants, columns tasks, cells '+11.0 (83.0 vs 72.0)' in points."""
     if margin.empty:
         return None
-    rows = aggregate.variant_rows(variants, list(margin["variant"]))
-    rows = [r for r in rows if r != RANDOM_INIT]
+    rows = [r for r in aggregate.variant_rows(variants, list(margin["variant"])) if r != RANDOM_INIT]
     tasks = list(dict.fromkeys(margin["task"]))
     df = pd.DataFrame(aggregate.MISSING, index=pd.Index(rows, name="variant"), columns=tasks, dtype=object)
     for r in margin.itertuples(index=False):
         df.loc[r.variant, r.task] = f"{r.margin:+.1f} ({r.median:.1f} vs {r.random_init_median:.1f})"
-    return _table(df, baseline=baseline)
+    return df
 
 
-def _paper_view(table_id: Optional[str], metric: str) -> Optional[dict[str, Any]]:
-    """The paper's columns for `metric` from anchor table `table_id`, formatted as printed; None if it has none."""
+def _paper_cell(value: Any, metric: Optional[str]) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return aggregate.MISSING
+    if metric is None:  # a setting, as printed
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{float(value):.{2 if metric == 'ppl' else 1}f}"
+
+
+def _paper_view(table_id: Optional[str], metric: Optional[str] = None) -> Optional[dict[str, Any]]:
+    """Anchor table `table_id` as printed (only `metric`'s columns when given); None if it has none."""
     if not table_id or table_id not in table_ids():  # an unknown id: the "paper" section says so once
         return None
-    df = paper_table(table_id, metric)
-    if df.columns.empty:
-        return None
     spec = load_anchors()["tables"][table_id]
-    digits = 2 if metric == "ppl" else 1
-    shown = df.apply(lambda col: col.map(lambda v: aggregate.MISSING if pd.isna(v) else f"{v:.{digits}f}"))
-    shown.columns = [spec["columns"][c]["label"] for c in df.columns]
-    shown.index.name = ""
-    return {"title": spec["title"], "table": _table(shown, spec.get("row_titles"))}
+    cols = [c for c, info in spec["columns"].items() if metric is None or (info or {}).get("metric") == metric]
+    if not cols:
+        return None
+    df = pd.DataFrame({spec["columns"][c]["label"]: [_paper_cell(spec["rows"][r].get(c), spec["columns"][c]["metric"])
+                                                      for r in spec["rows"]] for c in cols},
+                      index=pd.Index(list(spec["rows"]), name=""))
+    return {"title": spec["title"], "table": _table(df, spec.get("row_titles")), "frame": df}
 
 
 def _paper_header(table_id: Optional[str]) -> Optional[dict[str, Any]]:
@@ -112,12 +187,13 @@ def _paper_header(table_id: Optional[str]) -> Optional[dict[str, Any]]:
     findings = []
     for c in spec.get("comparisons", []):
         cols = ", ".join(c.get("columns", [])) or "all columns"
-        findings.append(f"{titles.get(c['a'], c['a'])} {RELATIONS.get(c['relation'], c['relation'])} "
+        findings.append(f"{titles.get(c['a'], c['a'])} {RELATION_TEXT.get(c['relation'], c['relation'])} "
                         f"{titles.get(c['b'], c['b'])} on {cols}: {c.get('note', '')}")
-    return {"title": spec["title"], "citation": anchors["citation"], "findings": findings}
+    return {"title": spec["title"], "citation": anchors["citation"], "findings": findings,
+            "full": _paper_view(table_id)}
 
 
-def _pretrain_view(pre: pd.DataFrame, variants: Sequence[str], baseline: str) -> Optional[dict[str, Any]]:
+def _pretrain_frame(pre: pd.DataFrame, variants: Sequence[str]) -> Optional[pd.DataFrame]:
     """aggregate.pretrain_table -> display strings: 'median (mean ± std)' per column."""
     if pre.empty:
         return None
@@ -131,7 +207,7 @@ def _pretrain_view(pre: pd.DataFrame, variants: Sequence[str], baseline: str) ->
         med, mean, std = pre[f"{col}_median"], pre[f"{col}_mean"], pre[f"{col}_std"]
         out[title] = [_num(m) if pd.isna(s) else f"{_num(m)} ({_num(a, m)} ± {_num(s, m)})"
                       for m, a, s in zip(med, mean, std)]
-    return _table(out, baseline=baseline)
+    return out
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -148,55 +224,100 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return items
 
 
-def _plots(results: StudyResults, summary: pd.DataFrame, variants: Sequence[str]) -> list[dict[str, Any]]:
-    figs = []
-    for i, (task, metric) in enumerate(dict.fromkeys(zip(summary["task"], summary["metric"]))):
-        fig = plots.task_scores(results.scores, task, metric, order=variants)
-        figs.append({"title": f"{task}: {metric}", "svg": figure_svg(fig, f"ablate-task-{i}")})
-    return figs
+def _plots(results: StudyResults, summary: pd.DataFrame, cmp: pd.DataFrame, variants: Sequence[str],
+           columns: Sequence[tuple[str, str]]) -> dict:
+    """Every figure of a study page as inline SVG: each task's scores on its primary metric, forest plots,
+    loss curves, metric against compute."""
+    tasks = [{"title": f"{task}: {metric}", "svg": figure_svg(plots.task_scores(results.scores, task, metric, variants,
+                                                                                summary), f"ablate-task-{i}")}
+             for i, (task, metric) in enumerate(columns)]
+    forests = []
+    if not cmp.empty:
+        points = cmp["metric"].map(aggregate.scale_of) == 100.0
+        groups = [("points", cmp[points])]
+        groups += [(m, cmp[cmp["metric"] == m]) for m in dict.fromkeys(cmp[~points]["metric"])]
+        forests = [{"title": unit, "svg": figure_svg(plots.forest(g, unit), f"ablate-forest-{i}")}
+                   for i, (unit, g) in enumerate(groups) if not g.empty]
+    return {
+        "tasks": tasks,
+        "forests": forests,
+        "loss": figure_svg(plots.loss_curves(results.curves, order=variants), "ablate-loss")
+        if not results.curves.empty else None,
+        "compute": figure_svg(plots.metric_vs_compute(results.pretrain, results.scores, columns, variants),
+                              "ablate-compute") if not results.pretrain.empty else None,
+    }
 
 
-def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, provenance: dict) -> Path:
-    """Write out_dir/<study.name>/index.html and scores.csv, summary.csv, margin.csv, pretrain.csv beside it."""
+def _score_tables(summary: pd.DataFrame, columns: Sequence[tuple[str, str]], variants: Sequence[str],
+                  anchor: Optional[dict]) -> tuple[pd.DataFrame, Optional[pd.DataFrame], list[str]]:
+    """The paper-style table (each task on its primary metric, the paper's number beside ours), the table of
+    every other metric (None without any), and the metrics where lower is better."""
+    def label(metric: str) -> str:
+        return METRICS.get(metric).display if metric in METRICS else metric
+
+    every = list(dict.fromkeys(zip(summary["task"], summary["metric"])))
+    labels = {(t, m): f"{t} {label(m)}" for t, m in every}
+    paper = {(v, t, m): p for v in variants for t, m in columns if (p := paper_value(anchor, v, t, m)) is not None}
+    main = aggregate.task_table(summary, columns, variants, paper, labels)
+    others = [c for c in every if c not in set(columns)]
+    other = aggregate.task_table(summary, others, variants, None, labels) if others else None
+    lower = sorted({label(m) for _, m in every if aggregate.higher_is_better(m) is False})
+    return main, other, lower
+
+
+def _cell_times(results: StudyResults, cell_times: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
+    """Wall time per finished cell: `cell_times` (stage, cell, wall_s) or, without it, the pretraining runs."""
+    if cell_times is None:
+        pre = results.pretrain
+        cell_times = pd.DataFrame({"stage": "pretrain", "wall_s": pre["wall_s"],
+                                   "cell": [f"{v}/seed{s}" for v, s in zip(pre["variant"], pre["seed"])]})
+    if cell_times.empty:
+        return None
+    out = cell_times.set_index("cell")[["stage"]].copy()
+    out["wall time (s)"] = [_num(x) for x in cell_times["wall_s"]]
+    return out
+
+
+def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, provenance: dict,
+                       cell_times: Optional[pd.DataFrame] = None) -> Path:
+    """Write out_dir/<study.name>/index.html, the raw CSVs (scores, summary, comparisons, margin, pretrain) and
+    every displayed table as CSV, Markdown and LaTeX (table_<name>.*) beside it."""
     folder = Path(out_dir) / study.name
     folder.mkdir(parents=True, exist_ok=True)
     variants = list(study.variants)
     summary = aggregate.summarize(results.scores)
-    margin = aggregate.pretraining_margin(summary)
+    columns = aggregate.primary_columns(results.scores)
+    margin = aggregate.pretraining_margin(summary, columns=columns)
     pre = aggregate.pretrain_table(results.pretrain)
-    for name, df in [("scores", results.scores), ("summary", summary), ("margin", margin), ("pretrain", pre)]:
-        buf = io.StringIO()
-        df.to_csv(buf, index=False)
-        _write(folder / f"{name}.csv", buf.getvalue())
+    cmp = study_comparisons(study, results)
+    for name, df in [("scores", results.scores), ("summary", summary), ("comparisons", cmp), ("margin", margin),
+                     ("pretrain", pre)]:
+        _write(folder / f"{name}.csv", df.to_csv(index=False))
 
-    metric_sections = []
-    for metric in dict.fromkeys(summary["metric"]):
-        spec = METRICS.get(metric) if metric in METRICS else None
-        metric_sections.append({
-            "name": spec.display if spec else metric,
-            "higher_is_better": spec.higher_is_better if spec else None,
-            "points": aggregate.scale_of(metric) != 1,
-            "table": _table(aggregate.paper_style_table(summary, metric, variants), baseline=study.baseline),
-            "paper": _paper_view(study.paper_table, metric),
-        })
+    anchor = study_anchor(study.name, study.paper_table)
+    table_id = study.paper_table or (anchor or {}).get("table")  # a study may leave its table to the anchors
+    header = _paper_header(table_id)
+    main, other, lower = _score_tables(summary, columns, variants, anchor)
+    frames = {"verdicts": verdict_frame(cmp), "scores": main if columns else None, "other_metrics": other,
+              "margin": _margin_table(margin, variants), "pretrain": _pretrain_frame(pre, variants),
+              "paper": header["full"]["frame"] if header and header.get("full") else None}
+    frames = {k: df for k, df in frames.items() if df is not None and not df.empty}
+    exports = {k: export_table(df, folder, f"table_{k}") for k, df in frames.items()}
+    shown = {k: _table(df, baseline=study.baseline) for k, df in frames.items() if k not in ("verdicts", "paper")}
+    if "verdicts" in frames:
+        shown["verdicts"] = _table(frames["verdicts"], classes=[f"v-{v.replace(' ', '-')}"
+                                                                for v in frames["verdicts"]["verdict"]])
     counts = {k: int(results.counts.get(k, 0)) for k in ("done", "failed", "pending")}
     has_results = not (results.scores.empty and results.pretrain.empty)
+    times = _cell_times(results, cell_times)
     html = _env().get_template("study.html.j2").render(
-        study=study,
-        counts=counts,
-        total=sum(counts.values()),
-        has_results=has_results,
+        study=study, counts=counts, total=sum(counts.values()), has_results=has_results,
         random_init_control=study.variants[study.baseline].finetune.random_init_control,
-        margin=_margin_table(margin, variants, study.baseline),
-        metrics=metric_sections,
-        paper=_paper_header(study.paper_table),
-        paper_ppl=_paper_view(study.paper_table, "ppl"),
-        pretrain=_pretrain_view(pre, variants, study.baseline),
-        task_plots=_plots(results, summary, variants) if has_results else [],
-        loss_plot=figure_svg(plots.loss_curves(results.curves, order=variants), "ablate-loss")
-        if not results.curves.empty else None,
-        failures=results.failures,
-        provenance=_flatten(provenance or {}),
+        tables=shown, exports=exports, tally=aggregate.verdict_counts(cmp), citation=load_anchors()["citation"],
+        lower_is_better=lower, paper=header, paper_ppl=_paper_view(table_id, "ppl"),
+        figures=_plots(results, summary, cmp, variants, columns) if has_results else None,
+        failures=results.failures, provenance=_flatten(provenance or {}),
+        cell_times=_table(times) if times is not None else None, pretraining_task=PRETRAINING_TASK,
     )
     path = folder / "index.html"
     _write(path, html)
@@ -206,8 +327,8 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
 def write_index(studies: list[dict], out_dir: Path) -> Path:
     """Write out_dir/index.html listing studies.
 
-    Each dict: name, description, scale, and the cell counts either as `counts` {done, failed, pending}
-    or as top-level done / failed / pending keys.
+    Each dict: name, description, scale, the cell counts either as `counts` {done, failed, pending} or as
+    top-level done / failed / pending keys, and optionally `verdicts` (aggregate.verdict_counts).
     """
     rows = []
     for s in studies:
@@ -220,6 +341,7 @@ def write_index(studies: list[dict], out_dir: Path) -> Path:
             "done": int(counts.get("done", 0)),
             "failed": int(counts.get("failed", 0)),
             "pending": int(counts.get("pending", 0)),
+            "verdicts": s.get("verdicts"),
         })
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -35,24 +35,52 @@ def study_status(store: Store, name: str) -> dict:
     return out
 
 
+REPORT_LIBRARIES = ("numpy", "pandas", "scipy", "matplotlib", "seaborn", "jinja2")
+
+
 def _provenance(store: Store, plan: Plan, results) -> dict:
-    """What ran, where: from the runs' own records, plus total wall time."""
+    """What ran, where: from the runs' own records (git commit, library versions, hardware), plus total wall time
+    and the libraries that built this report."""
+    from importlib.metadata import PackageNotFoundError, version
+
     prov: dict = {"scale": plan.study.scale, "study file": plan.study.path}
     for cell in plan.pretrain:
         spec = read_json(store.pretrain(plan.study.name, cell.key).path / "spec.json")
         if spec:
             labels = spec.get("labels", {})
-            prov.update({k: labels.get(k) for k in ("git_commit", "python", "torch", "transformers", "processor",
-                                                    "cpu_count", "cuda")})
+            prov.update({k: labels.get(k) for k in ("git_commit", "python", "torch", "transformers", "machine",
+                                                    "processor", "cpu_count", "cuda")})
             break
+    report_libs = {}
+    for lib in REPORT_LIBRARIES:
+        try:
+            report_libs[lib] = version(lib)
+        except PackageNotFoundError:
+            report_libs[lib] = None
+    prov["report libraries"] = report_libs
     if len(results.pretrain):
         prov["pretraining wall time (s)"] = round(float(results.pretrain["wall_s"].sum()), 1)
         prov["pretraining FLOPs (est.)"] = f"{float(results.pretrain['flops'].sum()):.3g}"
     return prov
 
 
+def _cell_times(store: Store, plan: Plan):
+    """Wall time of every finished cell, from its metrics.json: DataFrame (stage, cell, wall_s)."""
+    import pandas as pd
+
+    rows = []
+    stages = (("pretrain", plan.pretrain, store.pretrain), ("finetune", plan.finetune, store.finetune))
+    for stage, cells, run_of in stages:
+        for cell in cells:
+            m = run_of(plan.study.name, cell.key).metrics()
+            if m is not None:
+                rows.append({"stage": stage, "cell": cell.label, "wall_s": m.get("wall_total_s", m.get("wall_s"))})
+    return pd.DataFrame(rows, columns=["stage", "cell", "wall_s"])
+
+
 def build_reports(store: Store, out: Path) -> list[Path]:
-    from ablate.report import write_index, write_study_report
+    from ablate.aggregate import verdict_counts
+    from ablate.report import study_comparisons, write_index, write_study_report
     from ablate.results import collect
 
     names = store.studies()
@@ -62,8 +90,9 @@ def build_reports(store: Store, out: Path) -> list[Path]:
     for name in names:
         plan = study_plan(store, name)
         results = collect(store, plan)
-        written.append(write_study_report(plan.study, results, out, _provenance(store, plan, results)))
+        written.append(write_study_report(plan.study, results, out, _provenance(store, plan, results),
+                                          _cell_times(store, plan)))
         entries.append({"name": name, "description": plan.study.description, "scale": plan.study.scale,
-                        **results.counts})
+                        "verdicts": verdict_counts(study_comparisons(plan.study, results)), **results.counts})
     written.append(write_index(entries, out))
     return written

@@ -1,20 +1,33 @@
-"""Aggregation, anchors, plots and the HTML report on a synthetic StudyResults with hand-computed numbers."""
+"""Aggregation, anchors, plots and the HTML report on synthetic results with hand-computed numbers.
+
+Nothing here pretrains: results are written by hand, as tables or as a fake run store.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from ablate import aggregate, plots
-from ablate.anchors import load_anchors, paper_table
-from ablate.expand import RANDOM_INIT
-from ablate.report import write_index, write_study_report
+from ablate.anchors import Claim, load_anchors, paper_table, paper_value, study_anchor, study_claims
+from ablate.expand import RANDOM_INIT, expand
+from ablate.report import export_table, to_markdown, write_index, write_study_report
 from ablate.results import CURVE_COLUMNS, PRETRAIN_COLUMNS, SCORE_COLUMNS, StudyResults
-from ablate.spec import Config, RuntimeSpec, Seeds, StudySpec
+from ablate.spec import Config, RuntimeSpec, Seeds, StudySpec, load_study
+from ablate.store import Store, atomic_write_json
+from ablate.tasks import TASKS
+
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+T3 = 3.182446  # Student t, 97.5% quantile, 3 degrees of freedom (any t table)
+T2 = 4.302653  # ... 2 degrees of freedom
 
 # (variant, pretrain_seed, task, metric) -> values over fine-tuning seeds
 SCORES = {
@@ -80,9 +93,12 @@ def test_summarize_hand_computed():
     assert r["mean"] == pytest.approx(0.84)
     # deviations -0.04, -0.02, 0, 0.06 -> sum of squares 0.0056, / (n-1)
     assert r["std"] == pytest.approx(math.sqrt(0.0056 / 3))
+    half = T3 * math.sqrt(0.0056 / 3) / 2
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((0.84 - half, 0.84 + half), abs=1e-6)
     assert row(s, variant="dynamic", task="sst2", metric="accuracy")["median"] == pytest.approx(0.865)
     single = row(s, variant="static", task="mrpc", metric="f1")
     assert single["n"] == 1 and single["median"] == pytest.approx(0.75) and math.isnan(single["std"])
+    assert math.isnan(single["ci_low"]) and math.isnan(single["ci_high"])
     assert aggregate.summarize(empty_results().scores).empty
 
 
@@ -100,7 +116,10 @@ def test_paper_style_table_order_and_format():
     t = aggregate.paper_style_table(s, "accuracy", ["static", "dynamic"])
     assert list(t.index) == ["static", "dynamic", RANDOM_INIT]
     assert list(t.columns) == ["sst2", "mrpc"]
-    assert t.loc["static", "sst2"] == f"83.0 (84.0 ± {100 * math.sqrt(0.0056 / 3):.1f}, n=4)"
+    std = math.sqrt(0.0056 / 3)
+    half = T3 * std / 2  # t * std / sqrt(4)
+    low, high = 100 * (0.84 - half), 100 * (0.84 + half)
+    assert t.loc["static", "sst2"] == f"83.0 (84.0 ± {100 * std:.1f} [{low:.1f}, {high:.1f}], n=4)"
     assert t.loc["static", "mrpc"] == "70.0 (n=1)"
     assert t.loc["dynamic", "mrpc"] == aggregate.MISSING
 
@@ -132,23 +151,60 @@ def test_plots_handle_empty_frames():
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["static", "dynamic", RANDOM_INIT]
 
 
+def cell(main: str, detail: str) -> str:
+    """A table cell as the page shows it: the median, then its details on a line that breaks only between parts."""
+    nb = re.sub(r"\[(\S+), ", "[\\1,\u00a0", detail).replace(" ± ", "\u00a0±\u00a0").replace(" vs ", "\u00a0vs\u00a0")
+    return f'{main}<span class="detail">{nb}</span>'
+
+
 def test_study_report_html(tmp_path):
     study = make_study(description="Masking <script>alert('x')</script> & friends")
-    path = write_study_report(study, make_results(), tmp_path, {"git": {"commit": "abc123"}, "torch": "2.13.0"})
+    results = make_results()
+    results.failures[0]["error"] = "RuntimeError: loss is NaN <boom> <script>alert(1)</script>"
+    source = "name: masking  # <script>alert(2)</script>\nvariants: {static: {}, dynamic: {}}\n"
+    study = study.model_copy(update={"source": source})
+    path = write_study_report(study, results, tmp_path, {"git": {"commit": "abc123"}, "torch": "2.13.0"})
     assert path == tmp_path / "masking" / "index.html"
     html = path.read_text(encoding="utf-8")
     for text in ("static", "dynamic", RANDOM_INIT, "78.7", "92.9", "84.3", "arXiv:1907.11692",
-                 "+11.0 (83.0 vs 72.0)", "+14.5 (86.5 vs 72.0)", "83.0 (84.0 ±", "git.commit", "abc123",
-                 "held-out MLM ppl", "130.0 (130.0 ± 14.1)", "200,000 (200,000 ± 0)", "dynamic/pt0/mrpc/ft1", "loss is NaN &lt;boom&gt;"):
+                 cell("+11.0", "83.0 vs 72.0"), cell("+14.5", "86.5 vs 72.0"), cell("83.0", "84.0 ± 4.3 [77.1, 90.9] n=4"),
+                 "git.commit", "abc123", "held-out MLM ppl", cell("130.0", "130.0 ± 14.1"),
+                 cell("200,000", "200,000 ± 0"), "dynamic/pt0/mrpc/ft1",
+                 "loss is NaN &lt;boom&gt;", "Verdicts", "seeds needed", "sst2 acc. (paper)", "Wall time per cell",
+                 "<th>dynamic ≥ static</th><td>paper, table1</td>", "<th>random-init worse than static</th><td>expected</td>"):
         assert text in html, text
+    # every study string with <script> is text, never markup
     assert "<script" not in html
-    assert "&lt;script&gt;alert(" in html
-    assert html.count("<svg") >= 4  # sst2 accuracy, mrpc accuracy, mrpc f1, loss curves
-    assert "http://cdn" not in html and "<link" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)" in html and "&lt;script&gt;alert(1)" in html and "&lt;script&gt;alert(2)" in html
+    # sst2 and mrpc on their primary metric (accuracy), two forest plots (points, perplexity), loss, compute
+    assert html.count("<svg") == 6
+    assert "http://cdn" not in html and "<link" not in html and "src=" not in html
     assert "static: {}" in html  # the study source, escaped into a <pre>
-    summary = pd.read_csv(path.parent / "summary.csv")
+    folder = path.parent
+    summary = pd.read_csv(folder / "summary.csv")
     assert row(summary, variant="static", task="sst2", metric="accuracy")["median"] == pytest.approx(0.83)
-    assert len(pd.read_csv(path.parent / "scores.csv")) == sum(len(v) for v in SCORES.values())
+    assert len(pd.read_csv(folder / "scores.csv")) == sum(len(v) for v in SCORES.values())
+    cmp = pd.read_csv(folder / "comparisons.csv")
+    assert row(cmp, a=RANDOM_INIT, task="sst2")["verdict"] == aggregate.AGREES
+    for stem in ("table_verdicts", "table_scores", "table_other_metrics", "table_margin", "table_pretrain", "table_paper"):
+        for ext in ("csv", "md", "tex"):
+            assert (folder / f"{stem}.{ext}").stat().st_size > 30, (stem, ext)
+        assert f'href="{stem}.tex"' in html
+    md = (folder / "table_scores.md").read_text(encoding="utf-8")
+    assert md.splitlines()[0] == "| variant | sst2 acc. | sst2 acc. (paper) | mrpc acc. |"
+    assert "| static | 83.0 (84.0 ± 4.3 [77.1, 90.9], n=4) | 92.5 | 70.0 (n=1) |" in md
+    other = (folder / "table_other_metrics.md").read_text(encoding="utf-8")
+    assert other.splitlines()[0] == "| variant | mrpc F1 |" and "| static | 75.0 (n=1) |" in other
+    tex = (folder / "table_verdicts.tex").read_text(encoding="utf-8")
+    assert "\\toprule" in tex and "random-init worse than static" in tex
+
+
+def test_exports_escape(tmp_path):
+    df = pd.DataFrame({"a|b": ["x|y"], "c": ["50% of a_b & c"]}, index=pd.Index(["r"], name="variant"))
+    assert to_markdown(df) == "| variant | a\\|b | c |\n|---|---|---|\n| r | x\\|y | 50% of a_b & c |\n"
+    assert export_table(df, tmp_path, "t") == ["t.csv", "t.md", "t.tex"]
+    assert "50\\% of a\\_b \\& c" in (tmp_path / "t.tex").read_text(encoding="utf-8")
+    assert pd.read_csv(tmp_path / "t.csv").loc[0, "c"] == "50% of a_b & c"
 
 
 def test_zero_results_report_and_index(tmp_path):
@@ -156,13 +212,213 @@ def test_zero_results_report_and_index(tmp_path):
     html = path.read_text(encoding="utf-8")
     assert "No results yet" in html and "20 of 20 cells are pending" in html
     assert "Pretraining margin over random init" in html  # the section is always there
+    assert "No comparison has results" in html
     unknown = write_study_report(make_study(paper="table9"), empty_results(), tmp_path / "u", {})
     assert "not in the anchors" in unknown.read_text(encoding="utf-8")
+    verdicts = {"paper": {"agrees": 2, "disagrees": 0, "inconclusive": 5}, "sanity": {"agrees": 1, "disagrees": 0,
+                                                                                       "inconclusive": 0}}
     idx = write_index([{"name": "masking", "description": "a <b>study</b>", "scale": "tiny",
-                        "counts": {"done": 3, "failed": 1, "pending": 2}}], tmp_path)
+                        "counts": {"done": 3, "failed": 1, "pending": 2}, "verdicts": verdicts}], tmp_path)
     text = idx.read_text(encoding="utf-8")
     assert 'href="masking/index.html"' in text and "a &lt;b&gt;study&lt;/b&gt;" in text
     assert ">3<" in text and ">2<" in text
+    assert "agrees 2" in text and "inconclusive 5" in text and "agrees 1" in text
+
+
+# ---------------------------------------------------------------- differences and verdicts, by hand
+
+BASE = [0.80, 0.82, 0.84, 0.86]
+
+
+def verdict_values() -> pd.DataFrame:
+    """Hand-made long table: four fine-tuning seeds of one checkpoint per variant, three pretraining seeds of ppl."""
+    arms = {
+        "base": BASE,
+        "better": [b + d for b, d in zip(BASE, [0.05, 0.06, 0.04, 0.05])],  # diffs: mean 5, std 0.8165 points
+        "noisy": [b + d for b, d in zip(BASE, [0.05, -0.04, 0.03, -0.02])],  # diffs: mean 0.5, spans zero
+        "one": [0.90],  # a single run: no interval
+    }
+    rows = [{"variant": v, "pretrain_seed": 0, "finetune_seed": i, "task": "sst2", "metric": "accuracy", "value": x}
+            for v, xs in arms.items() for i, x in enumerate(xs)]
+    rows += [{"variant": RANDOM_INIT, "pretrain_seed": pd.NA, "finetune_seed": i, "task": "sst2",
+              "metric": "accuracy", "value": x} for i, x in enumerate([0.70, 0.72, 0.74])]
+    scores = pd.DataFrame(rows, columns=SCORE_COLUMNS[:-1])
+    scores["pretrain_seed"] = scores["pretrain_seed"].astype("Int64")
+    pre = pd.DataFrame([{"variant": v, "seed": s, "heldout_ppl": ppl}
+                        for v, ppls in (("base", [100.0, 110.0, 120.0]), ("better", [90.0, 101.0, 109.0]))
+                        for s, ppl in enumerate(ppls)])
+    return aggregate.values_long(scores, pre)
+
+
+def claim(a: str, relation, tasks=None, paper=None) -> Claim:
+    return Claim(a, "base", relation, tasks, "", "test", paper or {})
+
+
+def test_paired_difference_interval_and_verdicts():
+    v = verdict_values()
+    half = T3 * math.sqrt(0.0002 / 3) / 2 * 100  # t * std / sqrt(n), in points
+    cmp = aggregate.compare(v, [claim("better", ">", ("sst2",), {("sst2", "accuracy"): 1.0}),
+                                claim("better", "<", ("sst2",)), claim("noisy", ">=", ("sst2",)),
+                                claim("one", ">", ("sst2",)), claim("better", None, ("sst2",))])
+    agree, disagree, noisy, one, none = (r for _, r in cmp.iterrows())
+    assert agree["paired"] and agree["n"] == 4
+    assert agree["diff"] == pytest.approx(5.0) and agree["spread"] == pytest.approx(100 * math.sqrt(0.0002 / 3))
+    assert (agree["ci_low"], agree["ci_high"]) == pytest.approx((5.0 - half, 5.0 + half), abs=1e-6)
+    assert agree["verdict"] == aggregate.AGREES and disagree["verdict"] == aggregate.DISAGREES
+    assert agree["paper_diff"] == 1.0
+    # spread 0.8165 points, effect 1 point: t(n-1) * 0.8165 / sqrt(n) < 1 first at n = 6 (t5 = 2.571: 0.857; n = 5: 1.014)
+    assert agree["seeds_needed"] == 6
+    assert noisy["diff"] == pytest.approx(0.5) and noisy["ci_low"] < 0 < noisy["ci_high"]
+    assert noisy["verdict"] == aggregate.INCONCLUSIVE
+    assert one["n"] == 1 and math.isnan(one["ci_low"]) and one["verdict"] == aggregate.INCONCLUSIVE
+    assert none["verdict"] == aggregate.NO_CLAIM and pd.isna(none["seeds_needed"])
+
+
+def test_lower_is_better_perplexity():
+    v = verdict_values()
+    assert aggregate.higher_is_better("heldout_ppl") is False and aggregate.higher_is_better("accuracy") is True
+    cmp = aggregate.compare(v, [claim("better", "better", ("pretraining",)), claim("better", "worse", ("pretraining",))])
+    better, worse = (r for _, r in cmp.iterrows())
+    # ppl differences -10, -9, -11: mean -10, std 1, t2 * 1 / sqrt(3)
+    assert better["task"] == "pretraining" and better["metric"] == "heldout_ppl" and better["paired"]
+    assert better["diff"] == pytest.approx(-10.0) and better["expected"] == -1
+    assert (better["ci_low"], better["ci_high"]) == pytest.approx((-10 - T2 / math.sqrt(3), -10 + T2 / math.sqrt(3)), abs=1e-5)
+    assert better["verdict"] == aggregate.AGREES and worse["verdict"] == aggregate.DISAGREES
+    # a claim without `tasks` is about downstream tasks only, never perplexity
+    assert set(aggregate.compare(v, [claim("better", ">")])["task"]) == {"sst2"}
+
+
+def test_unpaired_welch_against_random_init():
+    cmp = aggregate.compare(verdict_values(), [Claim(RANDOM_INIT, "base", "worse")])
+    r = cmp.iloc[0]
+    assert not r["paired"] and r["n"] == 3
+    va, vb = 0.0004 / 3, (0.0020 / 3) / 4  # var/n of each arm
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)  # Welch-Satterthwaite by hand: about 4.96
+    from scipy.stats import t
+
+    half = t.ppf(0.975, df) * math.sqrt(va + vb) * 100
+    assert r["diff"] == pytest.approx(-11.0)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((-11.0 - half, -11.0 + half), abs=1e-6)
+    assert r["verdict"] == aggregate.AGREES
+
+
+def test_verdict_rules_and_seeds_needed():
+    V = aggregate.verdict
+    assert V(0.1, 0.5, 1) == V(-0.5, -0.1, -1) == aggregate.AGREES
+    assert V(-0.5, -0.1, 1) == V(0.1, 0.5, -1) == V(0.1, 0.5, 0) == aggregate.DISAGREES
+    assert V(-0.1, 0.5, 1) == V(-0.1, 0.5, 0) == V(math.nan, math.nan, 1) == aggregate.INCONCLUSIVE
+    assert V(0.1, 0.5, None) == aggregate.NO_CLAIM
+    assert aggregate.expected_sign("better", False) == -1 and aggregate.expected_sign("worse", False) == 1
+    assert aggregate.expected_sign(">=", None) == 1 and aggregate.expected_sign("better", None) is None
+    # t(n-1)/sqrt(n) < 1 first at n = 7 (t6 = 2.447: 0.925; n = 6: t5 = 2.571: 1.050)
+    assert aggregate.seeds_needed(1.0, 1.0) == aggregate.seeds_needed(1.0, -1.0) == 7
+    assert aggregate.seeds_needed(0.0, 0.5) == 2
+    assert aggregate.seeds_needed(math.nan, 1.0) is None and aggregate.seeds_needed(1.0, None) is None
+    assert aggregate.seeds_needed(1.0, 0.0) is None and aggregate.seeds_needed(100.0, 0.01, max_n=50) is None
+
+
+def test_paper_values_beside_ours():
+    s = aggregate.summarize(make_results().scores)
+    anchor = study_anchor("masking", "table1")
+    paper = {(v, "sst2"): paper_value(anchor, v, "sst2", "accuracy") for v in ("static", "dynamic")}
+    t = aggregate.paper_style_table(s, "accuracy", ["static", "dynamic"], paper)
+    assert list(t.columns) == ["sst2", "sst2 (paper)", "mrpc"]
+    assert t.loc["static", "sst2 (paper)"] == "92.5" and t.loc["dynamic", "sst2 (paper)"] == "92.9"
+    assert t.loc[RANDOM_INIT, "sst2 (paper)"] == aggregate.MISSING
+    assert paper_value(anchor, "static", "mrpc", "accuracy") is None
+    assert paper_value(anchor, "static", "squad_v2", "squad_v2_f1") == 78.3
+    assert paper_value(anchor, "static", "squad_v2", "f1") is None  # SQuAD is F1 of spans, not binary F1
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_study_has_anchors(path):
+    spec = load_study(path, "tiny")
+    anchor = study_anchor(spec.name, spec.paper_table)
+    assert anchor is not None, f"{spec.name} has no entry in anchors/paper.yaml"
+    if spec.paper_table:
+        assert anchor["table"] == spec.paper_table
+    assert set(anchor["rows"]) <= set(spec.variants)
+    assert all(c["a"] in spec.variants and c["b"] in spec.variants for c in anchor["comparisons"])
+    claims = study_claims(spec.name, spec.paper_table, list(spec.variants), spec.baseline)
+    if len(spec.variants) > 1:
+        assert [c for c in claims if c.source != "sanity"], "no direction from the paper to check"
+    assert all(c.relation in (">", ">=", "<", "<=", "~", "better", "worse") for c in claims)
+    assert all(c.a != spec.baseline for c in claims)  # differences read variant - baseline
+
+
+def test_claims_are_turned_to_read_variant_minus_baseline():
+    variants = ["data_25", "data_50", "data_100", "data_100_steps_x2", "data_100_steps_x3"]
+    claims = study_claims("data_size", "table4", variants, "data_100")
+    more_data = next(c for c in claims if c.source == "table4" and c.a == "data_25")
+    assert (more_data.b, more_data.relation) == ("data_100", "<")  # the paper: 160 GB > 16 GB
+    assert more_data.paper[("sst2", "accuracy")] == pytest.approx(95.3 - 95.6)
+    ppl = next(c for c in claims if c.a == "data_25" and c.tasks == ("pretraining",))
+    assert ppl.relation == "worse" and ppl.source == "section 5.3"
+
+
+def test_exploratory_rows_fill_what_no_claim_covers():
+    v = verdict_values()
+    cmp = aggregate.compare(v, [claim("better", ">", ("sst2",))], baseline="base")
+    rows = {(r.a, r.task, r.verdict) for r in cmp.itertuples()}
+    assert ("better", "sst2", aggregate.AGREES) in rows and ("better", "pretraining", aggregate.NO_CLAIM) in rows
+    assert ("noisy", "sst2", aggregate.NO_CLAIM) in rows and (RANDOM_INIT, "sst2", aggregate.NO_CLAIM) in rows
+    assert len(cmp) == len(set(zip(cmp["a"], cmp["task"], cmp["metric"])))  # nothing twice
+
+
+# ---------------------------------------------------------------- `ablate report` on a fake tiny store
+
+
+def fake_store(root: Path) -> Store:
+    """Every shipped study at tiny scale, its cells finished with made-up metrics (and one failure)."""
+    store = Store(root)
+    rng = np.random.default_rng(0)
+    for path in STUDIES:
+        spec = load_study(path, "tiny")
+        folder = store.study_dir(spec.name)
+        folder.mkdir(parents=True)
+        (folder / "study.yaml").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+        atomic_write_json(folder / "last_run.json", {"scale": "tiny", "study_file": str(path)})
+        plan = expand(spec)
+        labels = {"git_commit": "0123abc", "python": "3.11", "torch": "2.13.0", "cpu_count": 2, "cuda": None}
+        for cell in plan.pretrain:
+            run = store.pretrain(spec.name, cell.key)
+            run.begin({"seed": cell.seed}, labels)
+            ppl = float(rng.uniform(200, 400))
+            run.finish({"heldout_ppl": ppl, "heldout_loss": math.log(ppl), "unigram_ppl": 900.0, "steps": 50,
+                        "tokens_seen": 100_000, "tokens_per_step": 2000, "flops": 2e12, "wall_s": 30.0,
+                        "tokens_per_s": 3333.0, "final_train_loss": 6.0, "wall_total_s": 31.0})
+            with open(run.path / "loss.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps({"step": s, "loss": 9 - s / 20 + rng.normal(0, 0.1), "lr": 1e-3}) + "\n"
+                             for s in range(0, 51, 5))
+        for i, cell in enumerate(plan.finetune):
+            run = store.finetune(spec.name, cell.key)
+            run.begin({"seed": cell.seed}, labels)
+            if i == 1:
+                run.fail("RuntimeError: out of <memory>", "error")
+                continue
+            base = 0.6 if cell.variant == RANDOM_INIT else 0.8
+            run.finish({"metrics": {m: float(base + rng.normal(0, 0.02)) for m in TASKS.get(cell.task).metrics},
+                        "wall_s": 5.0})
+    return store
+
+
+def test_build_reports_on_every_study(tmp_path):
+    from ablate.reporting import build_reports
+
+    written = build_reports(fake_store(tmp_path / "results"), tmp_path / "reports")
+    names = [p.stem for p in STUDIES]
+    assert len(written) == len(names) + 1
+    index = (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
+    for name in names:
+        assert f'href="{name}/index.html"' in index
+        html = (tmp_path / "reports" / name / "index.html").read_text(encoding="utf-8")
+        for text in ("Verdicts", "95% interval", "inconclusive", "arXiv:1907.11692", "0123abc",
+                     "out of &lt;memory&gt;", "report libraries.scipy", "finetune", "random-init worse than"):
+            assert text in html, (name, text)
+        assert ("acc. (paper)" in html) == (study_anchor(name, None)["table"] is not None), name
+        assert html.count("<svg") >= 5, name
+    page = (tmp_path / "reports" / "input_format" / "index.html").read_text(encoding="utf-8")
+    assert "92.9" in page and "<th>sentence_pair &lt; segment_pair</th><td>paper, table2</td>" in page
 
 
 def test_report_import_stays_light():

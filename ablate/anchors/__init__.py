@@ -83,7 +83,7 @@ class Claim:
     relation: Optional[str]
     tasks: Optional[tuple[str, ...]] = None
     note: str = ""
-    source: str = ""  # a table id, "study" (the paper's text), SANITY or EXPLORATORY
+    source: str = ""  # a table id, a section of the paper's text, SANITY or EXPLORATORY
     paper: dict = field(default_factory=dict)
 
 
@@ -95,8 +95,12 @@ def _column_key(column: str, info: Optional[dict]) -> Optional[tuple[str, str]]:
     return (column, metric) if metric else None
 
 
+RELATION_TEXT = {">": ">", ">=": "≥", "<": "<", "<=": "≤", "~": "≈", "better": "better than", "worse": "worse than"}
+FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "~": "~", "better": "worse", "worse": "better"}
+
+
 def study_anchor(study_name: str, table_id: Optional[str]) -> Optional[dict[str, Any]]:
-    """{"table": id, "rows": {variant: paper row}, "comparisons": [...]} for a study; None without a known table.
+    """{"table": id or None, "rows": {variant: paper row}, "comparisons": [...]} for a study; None if it has neither.
 
     The anchors' `studies` section wins; otherwise the study's own `paper_table`, with variants named as rows.
     """
@@ -105,14 +109,15 @@ def study_anchor(study_name: str, table_id: Optional[str]) -> Optional[dict[str,
         if not table_id or table_id not in _load()["tables"]:
             return None
         entry = {"table": table_id, "rows": {r: r for r in _load()["tables"][table_id]["rows"]}}
-    entry.setdefault("rows", {})
-    entry.setdefault("comparisons", [])
+    entry.setdefault("table", None)
+    entry["rows"] = entry.get("rows") or {}
+    entry["comparisons"] = entry.get("comparisons") or []
     return entry
 
 
 def paper_value(anchor: Optional[dict], variant: str, task: str, metric: str) -> Optional[float]:
     """The paper's number for our (variant, task, metric), or None where the table has no such cell."""
-    if not anchor or variant not in anchor["rows"]:
+    if not anchor or not anchor["table"] or variant not in anchor["rows"]:
         return None
     spec = table_spec(anchor["table"])
     for col, info in spec["columns"].items():
@@ -122,11 +127,13 @@ def paper_value(anchor: Optional[dict], variant: str, task: str, metric: str) ->
     return None
 
 
-def _claim(raw: dict, a: str, b: str, anchor: dict, source: str) -> Claim:
-    spec = table_spec(anchor["table"])
+def _claim(raw: dict, a: str, b: str, anchor: dict, source: str, baseline: str) -> Claim:
+    """A comparison record -> Claim with the paper's differences, turned round when `a` is the baseline
+    so that every difference against the baseline reads variant - baseline."""
     wanted = raw.get("columns")
     paper = {}
-    for col, info in spec["columns"].items():
+    columns = table_spec(anchor["table"])["columns"].items() if anchor["table"] else ()
+    for col, info in columns:
         key = _column_key(col, info)
         if key is None or (wanted is not None and col not in wanted):
             continue
@@ -136,31 +143,30 @@ def _claim(raw: dict, a: str, b: str, anchor: dict, source: str) -> Claim:
     tasks = None
     if wanted is not None:
         tasks = tuple(PRETRAINING_TASK if c == PPL_COLUMN else c for c in wanted)
-    return Claim(a, b, raw["relation"], tasks, raw.get("note", ""), source, paper)
+    relation = raw["relation"]
+    if a == baseline:
+        a, b, relation = b, a, FLIPPED[relation]
+        paper = {k: -v for k, v in paper.items()}
+    return Claim(a, b, relation, tasks, raw.get("note", ""), source, paper)
 
 
 def study_claims(study_name: str, table_id: Optional[str], variants: Sequence[str], baseline: str,
                  random_init: str = "random-init") -> list[Claim]:
-    """Every direction the report checks for a study, in this order:
-
-    the table's findings whose two rows are both variants of the study, the study's own expectations,
-    random-init worse than the baseline (SANITY), then each remaining variant vs the baseline (EXPLORATORY).
+    """Every direction the report checks for a study, in this order: the table's findings whose two rows
+    are both variants of the study, the study's findings from the paper's text, then random-init worse
+    than the baseline (SANITY). Differences without a stated direction are added by aggregate.compare.
     """
     anchor = study_anchor(study_name, table_id)
     claims: list[Claim] = []
     if anchor is not None:
         row_to_variant = {row: v for v, row in anchor["rows"].items() if v in variants}
-        for raw in table_spec(anchor["table"]).get("comparisons", []):
+        for raw in table_spec(anchor["table"]).get("comparisons", []) if anchor["table"] else []:
             if raw["a"] in row_to_variant and raw["b"] in row_to_variant:
                 a, b = row_to_variant[raw["a"]], row_to_variant[raw["b"]]
-                claims.append(_claim(raw, a, b, anchor, anchor["table"]))
+                claims.append(_claim(raw, a, b, anchor, anchor["table"], baseline))
         for raw in anchor["comparisons"]:
             if raw["a"] in variants and raw["b"] in variants:
-                claims.append(_claim(raw, raw["a"], raw["b"], anchor, "study"))
+                claims.append(_claim(raw, raw["a"], raw["b"], anchor, raw.get("source", "text"), baseline))
     claims.append(Claim(random_init, baseline, "worse", None,
                         "pretraining should beat random init (a check of the scale, not a paper finding)", SANITY))
-    covered = {c.a for c in claims if c.b == baseline}
-    for v in variants:
-        if v != baseline and v not in covered:
-            claims.append(Claim(v, baseline, None, None, "no direction stated in the paper", EXPLORATORY))
     return claims
