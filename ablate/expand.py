@@ -52,13 +52,32 @@ def pretrain_identity(cfg: Config, seed: int) -> dict[str, Any]:
     }
 
 
+SPAN_SETTINGS = ("doc_stride", "max_answer_len", "n_best")  # hashed for span tasks (SQuAD) only
+
+
 def finetune_identity(cfg: Config, pretrain_key: Optional[str], task: str, seed: int) -> dict[str, Any]:
+    """What decides one fine-tuning result: the init, the task, the settings that apply to this task, the seed.
+
+    Per-task settings enter only as this task's value (lr_by_task replaces lr; train_from_validation adds
+    its fraction), and span settings only for span tasks, so another task's setting never moves this key,
+    and keys made before these settings existed stay the same.
+    """
+    from ablate.tasks import TASKS
+
     ft = cfg.finetune.model_dump(mode="json")
     ft.pop("tasks")  # which other tasks run does not change this one
     ft.pop("random_init_control")
+    by_task_lr, from_validation = ft.pop("lr_by_task"), ft.pop("train_from_validation")
+    ft["lr"] = by_task_lr.get(task, ft["lr"])
+    if task in from_validation:
+        ft["train_from_validation"] = from_validation[task]
+    span = {k: ft.pop(k) for k in SPAN_SETTINGS}
+    if TASKS.get(task).kind == "span":
+        ft.update(span)
     init: dict[str, Any]
     if pretrain_key is None:  # random init: architecture and tokenizer decide it
-        init = {"random": cfg.model.model_dump(mode="json"), "tokenizer": tokenizer_identity(cfg)}
+        init = {"random": cfg.model.model_dump(mode="json"), "tokenizer": tokenizer_identity(cfg),
+                "max_len": cfg.data.max_len}  # positions, and so the fine-tuning length, follow max_len
     else:
         init = {"pretrain": pretrain_key}
     return {"v": HASH_VERSION, "init": init, "task": task, "finetune": ft, "seed": seed}

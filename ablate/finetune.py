@@ -1,16 +1,22 @@
-"""One fine-tuning run: checkpoint (or random init) + task + seed -> metrics on the task's eval split.
+"""One fine-tuning run: checkpoint (or random init) + task + seed -> metrics on the task's scored examples.
 
-Input: a FinetuneCell, the pretraining checkpoint folder (None for the random-init
-control), the tokenizer. Output: metrics.json in the run directory with every metric of
-the task, computed by the `evaluate` modules shipped in ablate.metrics.
+Input: a FinetuneCell, the pretraining checkpoint folder (None for the random-init control), the
+tokenizer. Output: the metrics record (every metric of the task, computed by the `evaluate` modules
+shipped in ablate.metrics) plus what was trained on and scored, which the pipeline writes to metrics.json.
 
-Recipe (the paper's, scaled down): AdamW, linear warmup over 6% of steps then linear decay,
-dynamic padding with length-grouped batches, the full eval split for scoring.
+Tasks: classification (RobertaForSequenceClassification, cross-entropy), regression (STS-B: one output,
+mean squared error) and span extraction (SQuAD: RobertaForQuestionAnswering over sliding windows, see
+ablate.tasks.squad). The data come from ablate.tasks.data (the official splits, or part of the
+validation split where finetune.train_from_validation says so).
+
+Recipe (the paper's, scaled down): AdamW (beta2 0.98, eps 1e-6), linear warmup over 6% of steps then
+linear decay, dynamic padding with length-grouped batches, the lr from finetune.lr_by_task or finetune.lr.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -19,40 +25,26 @@ import torch
 
 from ablate import metrics as metric_lib
 from ablate.data.tokenizer import PAD
+from ablate.engine import autocast, linear_schedule
 from ablate.errors import CellFailed, UserError
 from ablate.expand import FinetuneCell
 from ablate.model import roberta_config
-from ablate.paths import data_root, local_file
-from ablate.engine import autocast, linear_schedule
 from ablate.pretrain import pick_device, set_threads
 from ablate.spec import RuntimeSpec
-from ablate.tasks import TASKS, TaskSpec
+from ablate.tasks import TASKS, TaskSpec, squad
+from ablate.tasks.data import load_split, task_data  # noqa: F401  (load_split stays importable from here)
 
-SUBSET_SEED = 1234  # the train subset is the same for every variant and seed
 Progress = Callable[[int, int, Optional[float]], None]
-
-
-def load_split(task: TaskSpec, split: str):
-    """A task split as a `datasets.Dataset`: local Parquet under the data root, else the hub."""
-    import datasets
-
-    if data_root() is not None:
-        path = local_file(f"{task.local_dir}/{split}.parquet")
-        return datasets.load_dataset("parquet", data_files={split: str(path)}, split=split)
-    try:
-        return datasets.load_dataset(task.hub_path, task.hub_name, split=split)
-    except Exception as e:  # offline without a data root, or a hub error
-        raise UserError(f"cannot load {task.hub_path}/{task.hub_name} [{split}] from the hub ({e.__class__.__name__}); "
-                        f"set ABLATE_DATA_DIR to use local files") from None
 
 
 def encode(tok, task: TaskSpec, ds, max_len: int) -> tuple[list[list[int]], np.ndarray]:
     """Texts -> token id lists (<s> A </s></s> B </s> for pairs, truncated to max_len) and labels."""
     tok = _truncating(tok, max_len)
-    cols = [ds[c] for c in task.text_columns]
+    cols = [list(ds[c]) for c in task.text_columns]
     inputs = list(zip(*cols)) if len(cols) == 2 else cols[0]
     ids = [e.ids for e in tok.encode_batch(inputs)]
-    return ids, np.asarray(ds[task.label_column])
+    dtype = np.float32 if task.kind == "regression" else np.int64
+    return ids, np.asarray(list(ds[task.label_column]), dtype=dtype)
 
 
 def _truncating(tok, max_len: int):
@@ -86,17 +78,42 @@ def collate(ids: list[list[int]], idx: np.ndarray) -> tuple[torch.Tensor, torch.
     return x_t, (x_t != PAD).long()
 
 
-def build_classifier(task: TaskSpec, checkpoint: Optional[Path], cell: FinetuneCell, vocab: int):
-    from transformers import RobertaForSequenceClassification
+def build_model(task: TaskSpec, checkpoint: Optional[Path], cell: FinetuneCell, vocab: int):
+    """A sequence classifier (regression: one output) or a span extractor, from the checkpoint or random init."""
+    from transformers import RobertaForQuestionAnswering, RobertaForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the head is new by design: no load report
     hf_logging.disable_progress_bar()
-    torch.manual_seed(cell.seed)  # classifier head (and the whole model for random init)
+    torch.manual_seed(cell.seed)  # the head (and the whole model for random init)
+    cls = RobertaForQuestionAnswering if task.kind == "span" else RobertaForSequenceClassification
+    extra = {"num_labels": task.num_labels}
+    if task.kind == "regression":
+        extra["problem_type"] = "regression"
     if checkpoint is None:
-        return RobertaForSequenceClassification(roberta_config(cell.config.model, cell.config.data, vocab,
-                                                               num_labels=task.num_labels))
-    return RobertaForSequenceClassification.from_pretrained(str(checkpoint), num_labels=task.num_labels)
+        return cls(roberta_config(cell.config.model, cell.config.data, vocab, **extra))
+    return cls.from_pretrained(str(checkpoint), **extra)
+
+
+@dataclass
+class Examples:
+    """A task's examples as model inputs: token ids per input and the targets the model's loss takes."""
+
+    ids: list[list[int]]  # per input (a sentence, a pair, or a SQuAD window)
+    targets: dict[str, np.ndarray]  # model keyword -> [N] array: labels, or start_positions and end_positions
+
+
+def prepare(task: TaskSpec, tok, ds, max_len: int, stride: int, with_targets: bool = True):
+    """Dataset -> (Examples, windows or None). Span tasks become sliding windows over each context."""
+    if task.kind != "span":
+        ids, y = encode(tok, task, ds, max_len)
+        return Examples(ids, {"labels": y}), None
+    try:
+        win = squad.windows(tok, list(ds["question"]), list(ds["context"]),
+                            list(ds["answers"]) if with_targets else None, max_len, stride)
+    except ValueError as e:  # doc_stride does not fit the window: a settings error
+        raise UserError(f"{task.name}: {e} (max_len {max_len})") from None
+    return Examples(win.ids, {"start_positions": win.start, "end_positions": win.end}), win
 
 
 def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: RuntimeSpec,
@@ -107,33 +124,54 @@ def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: Runti
     set_threads(runtime)
     device = pick_device(runtime)
     max_len = min(ft.max_len, cell.config.data.max_len)  # positions exist only up to the pretraining length
-    train_ds, eval_ds = load_split(task, task.train_split), load_split(task, task.eval_split)
-    if ft.train_size is not None and ft.train_size < len(train_ds):
-        keep = np.random.default_rng(SUBSET_SEED).permutation(len(train_ds))[: ft.train_size]
-        train_ds = train_ds.select(np.sort(keep))
-    train_ids, train_y = encode(tok, task, train_ds, max_len)
-    eval_ids, eval_y = encode(tok, task, eval_ds, max_len)
-    model = build_classifier(task, checkpoint, cell, tok.get_vocab_size()).to(device)
+    stride = ft.doc_stride or max_len // 4
+    lr = ft.lr_by_task.get(task.name, ft.lr)
+    data = task_data(task, ft)
+    train, _ = prepare(task, tok, data.train, max_len, stride)
+    scored, windows = prepare(task, tok, data.eval, max_len, stride, with_targets=False)
+    model = build_model(task, checkpoint, cell, tok.get_vocab_size()).to(device)
+    t0 = time.perf_counter()
+    steps = train_loop(model, train, ft, lr, cell.seed, device, progress)
+    outputs = predict(model, scored.ids, device, runtime.eval_batch_size)
+    predictions, references = _predictions(task, ft, data.eval, outputs, windows)
+    record = {
+        "metrics": metric_lib.compute_many(task.metrics, predictions, references),
+        "task": task.name,
+        "train_split": data.train_split,
+        "eval_split": data.eval_split,
+        "scored_on_validation_part": data.from_validation,
+        "train_examples": len(data.train),
+        "eval_examples": len(data.eval),
+        "lr": lr,
+        "steps": steps,
+        "wall_s": time.perf_counter() - t0,
+    }
+    if windows is not None:
+        record.update(train_windows=len(train.ids), eval_windows=len(scored.ids), doc_stride=stride)
+    return record
+
+
+def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progress: Optional[Progress]) -> int:
+    """AdamW with warmup and linear decay over ft.epochs of length-grouped batches; returns the steps taken."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "LayerNorm" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": ft.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=ft.lr, betas=(0.9, 0.98), eps=1e-6)
-    rng = np.random.default_rng(cell.seed)
-    lengths = np.array([len(x) for x in train_ids])
-    steps_per_epoch = int(np.ceil(len(train_ids) / ft.batch_size))
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    rng = np.random.default_rng(seed)
+    lengths = np.array([len(x) for x in train.ids])
+    steps_per_epoch = int(np.ceil(len(train.ids) / ft.batch_size))
     total = max(1, int(round(steps_per_epoch * ft.epochs)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(total, ft.warmup_ratio))
-    t0 = time.perf_counter()
     step, batches = 0, []
     model.train()
     while step < total:
         if not batches:
             batches = grouped_batches(lengths, ft.batch_size, rng)
         idx = batches.pop()
-        x, attn = (t.to(device) for t in collate(train_ids, idx))
-        y = torch.as_tensor(train_y[idx]).to(device)
+        x, attn = (t.to(device) for t in collate(train.ids, idx))
+        targets = {k: torch.as_tensor(v[idx]).to(device) for k, v in train.targets.items()}
         with autocast(device):
-            loss = model(input_ids=x, attention_mask=attn, labels=y).loss
+            loss = model(input_ids=x, attention_mask=attn, **targets).loss
         if not torch.isfinite(loss):
             raise CellFailed(f"fine-tuning diverged at step {step}: loss is {float(loss)}")
         opt.zero_grad(set_to_none=True)
@@ -144,27 +182,41 @@ def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: Runti
         step += 1
         if progress and (step % 10 == 0 or step == total):
             progress(step, total, loss.item())
-    preds = predict(model, eval_ids, device, runtime.eval_batch_size)
-    scores = {m: metric_lib.compute(m, preds.tolist(), eval_y.tolist()) for m in task.metrics}
-    return {
-        "metrics": scores,
-        "task": task.name,
-        "train_examples": len(train_ids),
-        "eval_examples": len(eval_ids),
-        "steps": total,
-        "wall_s": time.perf_counter() - t0,
-    }
+    return total
 
 
 @torch.no_grad()
-def predict(model, ids: list[list[int]], device, batch: int) -> np.ndarray:
+def predict(model, ids: list[list[int]], device, batch: int) -> list[np.ndarray]:
+    """Model outputs per input: [C] logits for a classifier, [2, L] start/end logits for a span model."""
     model.eval()
     order = np.argsort([len(x) for x in ids], kind="stable")
-    out = np.empty(len(ids), dtype=np.int64)
+    out: list[np.ndarray] = [np.empty(0)] * len(ids)
     for s in range(0, len(order), batch):
         idx = order[s : s + batch]
         x, attn = (t.to(device) for t in collate(ids, idx))
         with autocast(device):
-            logits = model(input_ids=x, attention_mask=attn).logits
-        out[idx] = logits.argmax(-1).cpu().numpy()
+            res = model(input_ids=x, attention_mask=attn)
+        if hasattr(res, "start_logits"):
+            both = torch.stack([res.start_logits, res.end_logits], 1).float().cpu().numpy()  # [B, 2, L]
+            for r, i in enumerate(idx):
+                out[i] = both[r, :, : len(ids[i])]
+        else:
+            logits = res.logits.float().cpu().numpy()  # [B, C]
+            for r, i in enumerate(idx):
+                out[i] = logits[r]
     return out
+
+
+def _predictions(task: TaskSpec, ft, ds, outputs: list[np.ndarray], windows) -> tuple[list, list]:
+    """Model outputs -> (predictions, references) in the form the task's metric modules take."""
+    if task.kind == "span":
+        preds = squad.decode(windows, [o[0] for o in outputs], [o[1] for o in outputs], list(ds["context"]),
+                             list(ds["id"]), ft.n_best, ft.max_answer_len, task.no_answer)
+        if not task.no_answer:
+            preds = [{"id": p["id"], "prediction_text": p["prediction_text"]} for p in preds]
+        refs = [{"id": i, "answers": a} for i, a in zip(ds["id"], ds["answers"])]
+        return preds, refs
+    logits = np.stack(outputs)  # [N, C]
+    if task.kind == "regression":
+        return logits[:, 0].astype(float).tolist(), [float(v) for v in ds[task.label_column]]
+    return logits.argmax(-1).tolist(), [int(v) for v in ds[task.label_column]]

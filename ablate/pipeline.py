@@ -18,10 +18,11 @@ from typing import Iterator, Optional
 
 from ablate.errors import CellFailed, UserError
 from ablate.expand import FinetuneCell, Plan, PretrainCell, finetune_identity, pretrain_identity
-from ablate.paths import corpus_files, data_root, local_file
+from ablate.paths import corpus_files
 from ablate.progress import Reporter
 from ablate.store import RunDir, Store, atomic_write_json, atomic_write_text
 from ablate.tasks import TASKS
+from ablate.tasks.data import check_local_data
 
 
 def preflight(plan: Plan) -> None:
@@ -30,11 +31,8 @@ def preflight(plan: Plan) -> None:
     for corpus in corpora:
         corpus_files(corpus, "train")
         corpus_files(corpus, "validation")
-    if data_root() is not None:
-        for task_name in {c.task for c in plan.finetune}:
-            task = TASKS.get(task_name)
-            for split in (task.train_split, task.eval_split):
-                local_file(f"{task.local_dir}/{split}.parquet")
+    for cell in plan.finetune:  # the splits each task needs under its settings (e.g. train_from_validation)
+        check_local_data(TASKS.get(cell.task), cell.config.finetune)
 
 
 def provenance() -> dict:

@@ -45,6 +45,7 @@ class TaskSpec:
     benchmark: Optional[Literal["glue"]] = None  # the benchmark average this task joins
     local: bool = True  # False: no local copy exists (QQP), the task runs only from the hub
     id_column: str = "idx"  # unique example id (span tasks: the SQuAD question id)
+    no_answer: bool = False  # span tasks: some questions have no answer in the context (SQuAD v2)
 
     @property
     def groups(self) -> tuple[str, ...]:

@@ -1,0 +1,93 @@
+"""Kill test: `ablate run` is SIGKILLed at random moments, resumed each time, and must end with exactly the
+results of an uninterrupted run, no half-written file, and no finished cell computed twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+STUDY = """\
+name: killme
+description: kill test
+base:
+  model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}
+  data: {vocab_size: 400, tokenizer_train_chars: 20000, max_len: 32, train_tokens: 3000, heldout_tokens: 1000}
+  pretrain: {steps: 150, batch_size: 8}
+  finetune: {tasks: [sst2], train_size: 60, epochs: 1, batch_size: 16, max_len: 32}
+variants:
+  static: {pretrain: {masking: static}}
+  dynamic: {pretrain: {masking: dynamic}}
+baseline: static
+seeds: {pretrain: [0], finetune: [0, 1]}
+runtime: {threads: 1, log_every: 5, checkpoint_every: 5, progress: false}
+"""
+
+MIN_KILLS, TIME_LIMIT_S = 10, 400
+
+
+def ablate_run(study: Path, results: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ablate", "run", str(study), "--results", str(results),
+                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
+def outcomes(results: Path) -> dict[str, dict]:
+    """Every finished cell's metrics, minus timings (which differ between runs by nature)."""
+    out = {}
+    for m in results.rglob("metrics.json"):
+        data = json.loads(m.read_text())
+        out[m.parent.name] = {k: v for k, v in data.items() if "wall" not in k and "per_s" not in k
+                              and "memory" not in k}
+    return out
+
+
+def check_files_whole(results: Path) -> None:
+    for path in results.rglob("*.json"):
+        json.loads(path.read_text())  # a truncated file would not parse
+    for path in results.rglob("loss.jsonl"):
+        lines = path.read_text().splitlines()
+        for line in lines[:-1]:  # only the line being appended at the kill may be cut
+            json.loads(line)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments(tmp_path, tiny_data_root):
+    study = tmp_path / "killme.yaml"
+    study.write_text(STUDY)
+    reference = tmp_path / "reference"
+    assert ablate_run(study, reference).wait(timeout=600) == 0
+    expected = outcomes(reference)
+    assert len(expected) == 2 + 4 + 2  # 2 pretrainings, 4 fine-tunes, 2 random-init fine-tunes
+
+    results = tmp_path / "killed"
+    rng = random.Random(0)
+    finished: dict[Path, int] = {}
+    kills, start = 0, time.monotonic()
+    while kills < MIN_KILLS:  # kill at random moments; each run resumes where the last checkpoint left it
+        assert time.monotonic() - start < TIME_LIMIT_S, f"only {kills} kills in {TIME_LIMIT_S} s"
+        proc = ablate_run(study, results)
+        try:
+            proc.wait(timeout=rng.uniform(4.0, 15.0))
+            break  # the study finished between kills: nothing left to kill
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        check_files_whole(results)
+        for m in results.rglob("metrics.json"):
+            stamp = m.stat().st_mtime_ns
+            assert finished.setdefault(m, stamp) == stamp, f"{m} was recomputed"
+    assert kills >= MIN_KILLS, f"the study finished after {kills} kills: make it longer"
+    assert ablate_run(study, results).wait(timeout=900) == 0  # the last run completes what is left
+    check_files_whole(results)
+    for m, stamp in finished.items():
+        assert m.stat().st_mtime_ns == stamp, f"{m} was recomputed"
+    assert outcomes(results) == expected

@@ -1,0 +1,191 @@
+"""Task records: each loads its local data, validation splits keep groups together, a tiny fine-tune runs on each."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ablate.errors import UserError
+from ablate.expand import FinetuneCell, finetune_identity, stable_hash
+from ablate.spec import Config, DataSpec, FinetuneSpec, ModelSpec, RuntimeSpec
+from ablate.tasks import PART_MARK, TASKS, glue_average, split_note, task_title
+from ablate.tasks.data import check_local_data, load_split, split_by_group, task_data
+
+from conftest import real_data_available
+
+needs_real_data = pytest.mark.skipif(not real_data_available(), reason="needs the real data")
+NO_TRAIN_SPLIT = {"mnli": 0.5, "qnli": 0.5, "squad": 0.5, "squad_v2": 0.5}
+LOCAL = [t for t in TASKS.names() if TASKS.get(t).local]
+
+
+def test_registry_covers_the_suite():
+    assert set(TASKS.names()) == {"cola", "sst2", "mrpc", "stsb", "qnli", "rte", "mnli", "qqp", "squad", "squad_v2"}
+    assert TASKS.get("stsb").kind == "regression" and TASKS.get("stsb").num_labels == 1
+    assert TASKS.get("mnli").num_labels == 3 and TASKS.get("mnli").eval_split == "validation_matched"
+    assert TASKS.get("squad_v2").no_answer and not TASKS.get("squad").no_answer
+    assert not TASKS.get("qqp").local
+
+
+@needs_real_data
+@pytest.mark.parametrize("name", LOCAL)
+def test_every_local_task_loads_its_data(name):
+    task = TASKS.get(name)
+    ft = FinetuneSpec(tasks=(name,), train_from_validation={k: v for k, v in NO_TRAIN_SPLIT.items() if k == name})
+    check_local_data(task, ft)
+    data = task_data(task, ft)
+    for ds in (data.train, data.eval):
+        assert len(ds) > 100
+        for col in (*task.text_columns, task.label_column, *task.groups, task.id_column):
+            assert col in ds.column_names, col
+    labels = data.eval[task.label_column]
+    if task.kind == "classification":
+        assert set(labels) == set(range(task.num_labels))
+    elif task.kind == "regression":
+        assert 0.0 <= min(labels) < max(labels) <= 5.0
+    else:
+        assert all(ctx[a["answer_start"][0] :].startswith(a["text"][0]) for ctx, a in zip(data.eval["context"], labels)
+                   if a["text"])
+    assert data.from_validation == (name in NO_TRAIN_SPLIT)
+
+
+@needs_real_data
+@pytest.mark.parametrize("name", sorted(NO_TRAIN_SPLIT))
+def test_missing_train_split_is_a_clear_error(name):
+    with pytest.raises(UserError, match=rf"train_from_validation: \{{{name}: 0.5\}}"):
+        check_local_data(TASKS.get(name), FinetuneSpec(tasks=(name,)))
+    with pytest.raises(UserError, match="no local train split"):
+        load_split(TASKS.get(name), "train")
+
+
+@needs_real_data
+def test_online_only_task_says_so():
+    with pytest.raises(UserError, match="online only"):
+        check_local_data(TASKS.get("qqp"), FinetuneSpec(tasks=("qqp",)))
+
+
+def test_split_by_group_keeps_groups_whole_and_is_reproducible():
+    # groups by shared values in either column: {0, 1, 4} (a shared, then x shared), {2}, {3, 5} (c shared)
+    first = ["a", "a", "b", "c", "d", "c"]
+    second = ["x", "y", "z", "w", "y", "v"]
+    train, held = split_by_group([first, second], 0.5)
+    assert sorted([*train, *held]) == list(range(6))
+    for group in ({0, 1, 4}, {2}, {3, 5}):
+        assert group <= set(train) or group <= set(held)
+    again = split_by_group([first, second], 0.5)
+    assert list(again[0]) == list(train)
+    # row order does not matter: reversed rows give the same examples
+    rtrain, _ = split_by_group([first[::-1], second[::-1]], 0.5)
+    assert sorted(5 - i for i in rtrain) == list(train)
+
+
+@needs_real_data
+@pytest.mark.parametrize("name,column", [("squad", "title"), ("mnli", "premise"), ("qnli", "question")])
+def test_real_validation_splits_share_no_text(name, column):
+    task = TASKS.get(name)
+    data = task_data(task, FinetuneSpec(tasks=(name,), train_from_validation={name: 0.5}))
+    assert not set(data.train[column]) & set(data.eval[column])
+    full = len(load_split(task, task.eval_split))
+    assert len(data.train) + len(data.eval) == full
+    assert 0.4 < len(data.train) / full < 0.65  # whole groups: close to the half asked for
+    assert data.train_split.startswith(task.eval_split) and data.eval_split.startswith(task.eval_split)
+
+
+def test_glue_average_uses_each_tasks_glue_score():
+    scores = {
+        "cola": {"matthews_correlation": 0.2},
+        "mrpc": {"accuracy": 0.7, "f1": 0.8},  # -> 0.75
+        "stsb": {"pearson": 0.5, "spearman": 0.3},  # -> 0.4
+        "mnli": {"accuracy": 0.65},
+        "squad": {"squad_f1": 0.9, "squad_exact_match": 0.8},  # not GLUE: ignored
+    }
+    assert glue_average(scores) == pytest.approx((0.2 + 0.75 + 0.4 + 0.65) / 4)
+    assert glue_average({"squad": {"squad_f1": 0.9}}) is None
+    assert math.isnan(glue_average({"sst2": {"accuracy": float("nan")}, "rte": {"accuracy": 0.6}}))
+    with pytest.raises(UserError, match="f1"):
+        glue_average({"mrpc": {"accuracy": 0.7}})
+
+
+def test_marks_for_tasks_scored_on_part_of_validation():
+    ft = FinetuneSpec(tasks=("sst2", "mnli"), train_from_validation={"mnli": 0.6})
+    assert task_title("mnli", ft) == "mnli" + PART_MARK and task_title("sst2", ft) == "sst2"
+    assert split_note("sst2", ft) is None
+    assert "60% of validation_matched" in split_note("mnli", ft) and "40%" in split_note("mnli", ft)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"train_from_validation": {"mnlii": 0.5}}, "did you mean 'mnli'"),
+    ({"train_from_validation": {"mnli": 1.0}}, "0.95"),
+    ({"lr_by_task": {"sst2": 0.0}}, "learning rate"),
+    ({"doc_stride": 64, "max_len": 128}, "doc_stride"),
+])
+def test_new_settings_are_validated(bad, match):
+    with pytest.raises((UserError, ValueError), match=match):
+        FinetuneSpec(**bad)
+
+
+def test_per_task_settings_move_only_their_own_key():
+    base = Config()
+    old_style = {"v": 2, "init": {"pretrain": "p"}, "task": "sst2", "seed": 0,
+                 "finetune": {k: v for k, v in base.finetune.model_dump(mode="json").items()
+                              if k in ("train_size", "epochs", "lr", "batch_size", "max_len", "warmup_ratio",
+                                       "weight_decay")}}
+    assert stable_hash(finetune_identity(base, "p", "sst2", 0)) == stable_hash(old_style), "old keys must not move"
+
+    def key(task, **ft):
+        return stable_hash(finetune_identity(Config(finetune=FinetuneSpec(**ft)), "p", task, 0))
+
+    assert key("sst2", train_from_validation={"mnli": 0.5}, lr_by_task={"mrpc": 1e-5}) == key("sst2")
+    assert key("sst2", doc_stride=8, n_best=5, max_answer_len=10) == key("sst2")
+    assert key("mnli", train_from_validation={"mnli": 0.5}) != key("mnli", train_from_validation={"mnli": 0.6})
+    assert key("sst2", lr_by_task={"sst2": 1e-5}) == key("sst2", lr=1e-5)
+    assert key("squad", doc_stride=8) != key("squad")
+
+
+# ---------------------------------------------------------------- a tiny fine-tune on every task
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    from ablate.data.tokenizer import load_tokenizer
+    from ablate.store import Store
+
+    if not real_data_available():
+        pytest.skip("needs the real data")
+    return load_tokenizer(Store(tmp_path_factory.mktemp("results")),
+                          Config(data=DataSpec(vocab_size=500, tokenizer_train_chars=100_000)))
+
+
+@needs_real_data
+@pytest.mark.parametrize("name", LOCAL)
+def test_tiny_finetune_runs_on_every_task(name, tok, tmp_path, monkeypatch):
+    from ablate import finetune as ft_module
+
+    real = ft_module.task_data
+
+    def small_eval(task, ft):  # score 40 examples only: this checks that it runs, not how well
+        data = real(task, ft)
+        data.eval = data.eval.select(range(40))
+        return data
+
+    monkeypatch.setattr(ft_module, "task_data", small_eval)
+    cfg = Config(model=ModelSpec(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32),
+                 data=DataSpec(vocab_size=500, max_len=64),
+                 finetune=FinetuneSpec(tasks=(name,), train_size=24, epochs=1, batch_size=8, max_len=64,
+                                       train_from_validation={k: v for k, v in NO_TRAIN_SPLIT.items() if k == name}))
+    checkpoint = None
+    if name == "squad_v2":  # also the path from a pretrained checkpoint (an untrained MLM, saved)
+        from ablate.model import build_mlm
+
+        checkpoint = tmp_path / "ckpt"
+        build_mlm(cfg.model, cfg.data, tok.get_vocab_size()).save_pretrained(str(checkpoint))
+    cell = FinetuneCell("v", 0, name, 0, cfg, "k", "p")
+    out = ft_module.finetune(cell, checkpoint, tok, RuntimeSpec(device="cpu", threads=1, progress=False))
+    task = TASKS.get(name)
+    assert set(out["metrics"]) == set(task.metrics)
+    for m, v in out["metrics"].items():
+        assert -1.0 <= v <= 1.0 or (math.isnan(v) and m.startswith("squad_v2")), (m, v)
+    assert out["train_examples"] == 24 and out["eval_examples"] == 40 and out["steps"] >= 3
+    assert out["scored_on_validation_part"] == (name in NO_TRAIN_SPLIT)
+    if task.kind == "span":
+        assert out["train_windows"] > 24 and out["doc_stride"] == 16
