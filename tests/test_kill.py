@@ -20,7 +20,7 @@ description: kill test
 base:
   model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}
   data: {vocab_size: 400, tokenizer_train_chars: 20000, max_len: 32, train_tokens: 3000, heldout_tokens: 1000}
-  pretrain: {steps: 150, batch_size: 8}
+  pretrain: {steps: 400, batch_size: 8}
   finetune: {tasks: [sst2], train_size: 60, epochs: 1, batch_size: 16, max_len: 32}
 variants:
   static: {pretrain: {masking: static}}
@@ -62,8 +62,13 @@ def check_files_whole(results: Path) -> None:
 def test_sigkill_at_random_moments(tmp_path, tiny_data_root):
     study = tmp_path / "killme.yaml"
     study.write_text(STUDY)
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import ablate.pipeline, ablate.pretrain, torch, transformers"], check=True)
+    startup = time.monotonic() - t0
     reference = tmp_path / "reference"
+    t0 = time.monotonic()
     assert ablate_run(study, reference).wait(timeout=600) == 0
+    work = max(time.monotonic() - t0 - startup, 1.0)
     expected = outcomes(reference)
     assert len(expected) == 2 + 4 + 2  # 2 pretrainings, 4 fine-tunes, 2 random-init fine-tunes
 
@@ -75,7 +80,9 @@ def test_sigkill_at_random_moments(tmp_path, tiny_data_root):
         assert time.monotonic() - start < TIME_LIMIT_S, f"only {kills} kills in {TIME_LIMIT_S} s"
         proc = ablate_run(study, results)
         try:
-            proc.wait(timeout=rng.uniform(4.0, 15.0))
+            # each run gets its start-up plus a random slice of at most 1/15 of the work, so ten kills
+            # land at random moments inside real work and still leave some of it for the last run
+            proc.wait(timeout=startup * rng.uniform(0.8, 1.0) + rng.uniform(0.0, work / 15))
             break  # the study finished between kills: nothing left to kill
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
