@@ -26,6 +26,7 @@ from ablate.anchors import (HELDOUT_PPL, PRETRAINING_TASK, RELATION_TEXT, SANITY
                             study_anchor, study_claims, table_ids)
 from ablate.expand import RANDOM_INIT
 from ablate.metrics import METRICS
+from ablate.tasks import split_note, task_title
 from ablate.results import StudyResults
 from ablate.spec import StudySpec
 
@@ -249,14 +250,14 @@ def _plots(results: StudyResults, summary: pd.DataFrame, cmp: pd.DataFrame, vari
 
 
 def _score_tables(summary: pd.DataFrame, columns: Sequence[tuple[str, str]], variants: Sequence[str],
-                  anchor: Optional[dict]) -> tuple[pd.DataFrame, Optional[pd.DataFrame], list[str]]:
+                  anchor: Optional[dict], ft=None) -> tuple[pd.DataFrame, Optional[pd.DataFrame], list[str]]:
     """The paper-style table (each task on its primary metric, the paper's number beside ours), the table of
     every other metric (None without any), and the metrics where lower is better."""
     def label(metric: str) -> str:
         return METRICS.get(metric).display if metric in METRICS else metric
 
     every = list(dict.fromkeys(zip(summary["task"], summary["metric"])))
-    labels = {(t, m): f"{t} {label(m)}" for t, m in every}
+    labels = {(t, m): f"{task_title(t, ft) if ft is not None else t} {label(m)}" for t, m in every}
     paper = {(v, t, m): p for v in variants for t, m in columns if (p := paper_value(anchor, v, t, m)) is not None}
     main = aggregate.task_table(summary, columns, variants, paper, labels)
     others = [c for c in every if c not in set(columns)]
@@ -297,7 +298,9 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
     anchor = study_anchor(study.name, study.paper_table)
     table_id = study.paper_table or (anchor or {}).get("table")  # a study may leave its table to the anchors
     header = _paper_header(table_id)
-    main, other, lower = _score_tables(summary, columns, variants, anchor)
+    ft = study.variants[study.baseline].finetune
+    main, other, lower = _score_tables(summary, columns, variants, anchor, ft)
+    notes = [n for t in dict.fromkeys(summary["task"]) if (n := split_note(t, ft))]
     frames = {"verdicts": verdict_frame(cmp), "scores": main if columns else None, "other_metrics": other,
               "margin": _margin_table(margin, variants), "pretrain": _pretrain_frame(pre, variants),
               "paper": header["full"]["frame"] if header and header.get("full") else None}
@@ -314,7 +317,7 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
         study=study, counts=counts, total=sum(counts.values()), has_results=has_results,
         random_init_control=study.variants[study.baseline].finetune.random_init_control,
         tables=shown, exports=exports, tally=aggregate.verdict_counts(cmp), citation=load_anchors()["citation"],
-        lower_is_better=lower, paper=header, paper_ppl=_paper_view(table_id, "ppl"),
+        lower_is_better=lower, split_notes=notes, paper=header, paper_ppl=_paper_view(table_id, "ppl"),
         figures=_plots(results, summary, cmp, variants, columns) if has_results else None,
         failures=results.failures, provenance=_flatten(provenance or {}),
         cell_times=_table(times) if times is not None else None, pretraining_task=PRETRAINING_TASK,

@@ -419,6 +419,11 @@ def test_build_reports_on_every_study(tmp_path):
         assert html.count("<svg") >= 5, name
     page = (tmp_path / "reports" / "input_format" / "index.html").read_text(encoding="utf-8")
     assert "92.9" in page and "<th>sentence_pair &lt; segment_pair</th><td>paper, table2</td>" in page
+    # tasks fine-tuned on part of their validation split are marked, with a note saying how
+    suite = (tmp_path / "reports" / "finetune_suite" / "index.html").read_text(encoding="utf-8")
+    assert "mnli† acc." in suite and "squad_v2†" in suite and "sst2† " not in suite
+    assert "not comparable with scores on the full validation_matched split" in suite
+    assert "mnli† acc." not in page  # studies that do not split validation show no mark
 
 
 def test_report_import_stays_light():
