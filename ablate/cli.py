@@ -103,6 +103,7 @@ def run(
     threads: Annotated[Optional[int], typer.Option(help="Torch threads (default: all cores)")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars")] = True,
+    wait: Annotated[bool, typer.Option("--wait", help="If another run holds the results directory, wait for it")] = False,
 ) -> None:
     """Pretrain and fine-tune every pending cell of a study (finished cells are skipped)."""
     from ablate.expand import expand
@@ -120,7 +121,7 @@ def run(
     from ablate.pipeline import run as run_plan
     from ablate.progress import Reporter
 
-    counts = run_plan(expand(spec), _store(results), force=force, reporter=Reporter(enabled=progress))
+    counts = run_plan(expand(spec), _store(results), force=force, reporter=Reporter(enabled=progress), wait=wait)
     typer.echo(f"{spec.name}: {counts['ran']} ran, {counts['skipped']} already done, {counts['failed']} failed")
 
 

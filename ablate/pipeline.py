@@ -6,6 +6,7 @@ done and a failed cell records its error while the study goes on.
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import shutil
@@ -19,6 +20,7 @@ from typing import Iterator, Optional
 from ablate.errors import CellFailed, UserError
 from ablate.expand import FinetuneCell, Plan, PretrainCell, finetune_identity, pretrain_identity
 from ablate.paths import corpus_files
+from ablate.planning import check_fits
 from ablate.progress import Reporter
 from ablate.store import RunDir, Store, atomic_write_json, atomic_write_text
 from ablate.tasks import TASKS
@@ -33,6 +35,7 @@ def preflight(plan: Plan) -> None:
         corpus_files(corpus, "validation")
     for cell in plan.finetune:  # the splits each task needs under its settings (e.g. train_from_validation)
         check_local_data(TASKS.get(cell.task), cell.config.finetune)
+    check_fits(plan)
 
 
 def provenance() -> dict:
@@ -58,30 +61,46 @@ def provenance() -> dict:
 
 
 @contextmanager
-def results_lock(root: Path) -> Iterator[None]:
-    """One `ablate run` per results directory; a lock left by a dead process is taken over."""
+def results_lock(root: Path, wait: bool = False, poll_s: float = 2.0) -> Iterator[None]:
+    """One `ablate run` per results directory: a second one refuses at once naming the holder (or, with
+    wait, polls until the holder is done); a lock left by a dead process is taken over."""
     root.mkdir(parents=True, exist_ok=True)
     lock = root / ".lock"
-    for _ in range(2):
+    while True:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
         except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise UserError(f"{root} is in use by another `ablate run` (pid {pid}); wait for it to finish") from None
-            lock.unlink(missing_ok=True)  # stale: its holder is gone
-    else:
-        raise UserError(f"cannot take the lock {lock}")
+            holder = _holder(lock)
+            if holder is None:
+                lock.unlink(missing_ok=True)  # stale: its holder is gone
+                continue
+            if not wait:
+                raise UserError(f"{root} is in use by another `ablate run` ({holder}); wait for it to finish, "
+                                f"or pass --wait") from None
+            time.sleep(poll_s)
     try:
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+def _holder(lock: Path) -> Optional[str]:
+    """Who holds the lock ('pid N'), or None when the lock is stale."""
+    try:
+        text = lock.read_text().strip()
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return None
+    if not text:  # created but its pid not yet written: a live holder, unless it has been so for long
+        return "a process starting up" if age < 10 else None
+    try:
+        pid = int(text)
+    except ValueError:
+        return None
+    return f"pid {pid}" if _alive(pid) else None
 
 
 def _alive(pid: int) -> bool:
@@ -100,12 +119,12 @@ def _record_study(store: Store, plan: Plan) -> None:
     atomic_write_json(folder / "last_run.json", {"scale": plan.study.scale, "study_file": plan.study.path})
 
 
-def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Reporter] = None) -> dict:
+def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Reporter] = None, wait: bool = False) -> dict:
     """Run every pending cell of the plan; return counts of done/skipped/failed cells."""
     preflight(plan)
     reporter = reporter or Reporter(enabled=False)
     counts = {"ran": 0, "skipped": 0, "failed": 0}
-    with results_lock(store.root):
+    with results_lock(store.root, wait=wait):
         _record_study(store, plan)
         prov = provenance()
         forced: set[str] = set()  # keys rerun under --force (shared keys run once)
@@ -131,30 +150,36 @@ def _pending(plan: Plan, store: Store, force: bool) -> list:
 
 
 def _attempt(run: RunDir, label: str, reporter: Reporter, counts: dict, work) -> bool:
-    """Run `work()`; record metrics or the error. UserError and Ctrl-C propagate."""
+    """Run `work()` and record its metrics, or its error (the study goes on). UserError, Ctrl-C and a
+    full disk stop the study; what finished before stays finished."""
     t0 = time.time()
     try:
         metrics = work()
+        metrics["wall_total_s"] = time.time() - t0
+        run.finish(metrics)
     except (UserError, KeyboardInterrupt):
         raise
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # every later write would fail too
+            raise UserError(f"the results disk is full ({e.filename or run.path}): free some space and run "
+                            f"again; finished cells are kept") from None
+        return _failed(run, label, reporter, counts, e)
     except CellFailed as e:
-        run.fail(str(e), "diverged")
-        run.log(f"FAILED: {e}")
-        reporter.cell_failed(label, str(e))
-        counts["failed"] += 1
-        return False
+        return _failed(run, label, reporter, counts, e, kind="diverged")
     except Exception as e:  # one cell's crash must not stop the study
-        msg = f"{e.__class__.__name__}: {e}".splitlines()[0]
-        run.fail(msg, "error")
-        run.log(traceback.format_exc())
-        reporter.cell_failed(label, msg)
-        counts["failed"] += 1
-        return False
-    metrics["wall_total_s"] = time.time() - t0
-    run.finish(metrics)
+        return _failed(run, label, reporter, counts, e)
     counts["ran"] += 1
     reporter.cell_done(label)
     return True
+
+
+def _failed(run: RunDir, label: str, reporter: Reporter, counts: dict, e: Exception, kind: str = "error") -> bool:
+    msg = str(e) if kind == "diverged" else f"{e.__class__.__name__}: {e}".splitlines()[0]
+    run.fail(msg, kind)
+    run.log(msg if kind == "diverged" else traceback.format_exc())
+    reporter.cell_failed(label, msg)
+    counts["failed"] += 1
+    return False
 
 
 def _run_pretrain(cell: PretrainCell, plan: Plan, store: Store, force: bool, prov: dict, reporter: Reporter,

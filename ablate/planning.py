@@ -43,3 +43,47 @@ def plan_rows(plan: Plan, store: Store) -> tuple[list[dict], str]:
                f"{pending_flops:.2e} FLOPs, roughly {pending_flops / ASSUMED_FLOPS / 60:.0f} min on a 2-core CPU "
                f"(fine-tuning extra)")
     return rows, summary
+
+
+def memory_estimate(cfg: Config, vocab: int) -> int:
+    """Rough peak bytes of one pretraining step in fp32: weights, gradients and two Adam moments, plus the
+    activations autograd keeps for one (micro-)batch (projections, feed-forward, attention maps)."""
+    m, d, p = cfg.model, cfg.data, cfg.pretrain
+    params = m.non_embedding_params() + vocab * m.hidden_size + (d.max_len + 4) * m.hidden_size
+    batch = p.micro_batch_size or p.total_batch
+    tokens = batch * d.max_len
+    per_layer = tokens * (18 * m.hidden_size + 2 * m.intermediate_size) + 3 * batch * m.num_heads * d.max_len**2
+    head = int(tokens * p.mask_prob) * 2 * vocab
+    return 16 * params + 4 * (m.num_layers * per_layer + tokens * m.hidden_size * 4 + head)
+
+
+def available_memory() -> tuple[int, str]:
+    """Bytes this process can still use, and where: the GPU's free memory, else Linux's MemAvailable."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return int(torch.cuda.mem_get_info()[0]), "free GPU memory"
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        for line in open("/proc/meminfo", encoding="utf-8"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024, "available memory"
+    except OSError:
+        pass
+    return 1 << 62, "memory (unknown)"
+
+
+def check_fits(plan: Plan) -> None:
+    """A clear error before any work when a pretraining step of the plan cannot fit in memory."""
+    from ablate.errors import UserError
+
+    free, where = available_memory()
+    for cell in plan.pretrain:
+        need = memory_estimate(cell.config, cell.config.data.vocab_size)
+        if need > 0.9 * free:
+            raise UserError(
+                f"variant {cell.variant!r} at scale {plan.study.scale} needs about {need / 2**30:.1f} GiB per step, "
+                f"more than the {free / 2**30:.1f} GiB of {where}: set pretrain.micro_batch_size (gradient "
+                f"accumulation) or use a smaller scale")
