@@ -28,7 +28,8 @@ from ablate.tasks import TASKS
 
 CONFIDENCE = 0.95  # every interval in the report
 SUMMARY_COLUMNS = ["variant", "task", "metric", "n", "median", "mean", "std", "ci_low", "ci_high"]
-PRETRAIN_STATS = ["heldout_ppl", "unigram_ppl", "tokens_seen", "wall_s", "tokens_per_s"]
+PRETRAIN_STATS = ["heldout_ppl", "unigram_ppl", "heldout_bpc", "heldout_nsp_accuracy", "steps", "sequences_per_step",
+                  "tokens_per_step", "tokens_seen", "epochs", "flops", "wall_s", "tokens_per_s", "peak_memory_mb"]
 MARGIN_COLUMNS = ["variant", "task", "metric", "n", "median", "random_init_n", "random_init_median", "margin"]
 MISSING = "—"  # shown for a cell with no finished runs
 PRETRAIN_METRICS = {HELDOUT_PPL: False}  # pretraining metrics in verdicts -> higher_is_better

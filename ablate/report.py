@@ -82,6 +82,8 @@ def _num(x: Any, like: Any = None) -> str:
     if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
         return aggregate.MISSING
     ref = abs(float(x if like is None or pd.isna(like) else like))
+    if ref >= 1e7:  # FLOPs, tokens: scientific notation stays readable
+        return f"{float(x):.3g}"
     digits = 0 if ref >= 1000 else 1 if ref >= 100 else 2
     return f"{float(x):,.{digits}f}"
 
@@ -202,9 +204,14 @@ def _pretrain_frame(pre: pd.DataFrame, variants: Sequence[str]) -> Optional[pd.D
     pre = pre.set_index("variant").loc[order]
     out = pd.DataFrame(index=pd.Index(order, name="variant"))
     out["runs"] = pre["n"].astype(int).astype(str)
-    names = {"heldout_ppl": "held-out MLM ppl", "unigram_ppl": "unigram ppl", "tokens_seen": "tokens seen",
-             "wall_s": "wall time (s)", "tokens_per_s": "tokens/s"}
+    names = {"heldout_ppl": "held-out MLM ppl", "unigram_ppl": "unigram ppl", "heldout_bpc": "bits/char",
+             "heldout_nsp_accuracy": "held-out NSP acc.", "steps": "steps", "sequences_per_step": "sequences/step",
+             "tokens_per_step": "tokens/step", "tokens_seen": "tokens seen", "epochs": "epochs",
+             "flops": "FLOPs (est.)", "wall_s": "wall time (s)", "tokens_per_s": "tokens/s",
+             "peak_memory_mb": "peak memory (MB)"}
     for col, title in names.items():
+        if f"{col}_median" not in pre or pre[f"{col}_median"].isna().all():
+            continue  # e.g. NSP accuracy in a study without NSP
         med, mean, std = pre[f"{col}_median"], pre[f"{col}_mean"], pre[f"{col}_std"]
         out[title] = [_num(m) if pd.isna(s) else f"{_num(m)} ({_num(a, m)} ± {_num(s, m)})"
                       for m, a, s in zip(med, mean, std)]
