@@ -53,10 +53,11 @@ def ours(shard: Path, tok, max_len: int, workdir: Path) -> int:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from ablate.data.corpus import pack_documents
+    from ablate.data.formats import FORMATS
+    from ablate.data.sentences import tokenize_documents
 
     docs = pq.read_table(shard, columns=["text"]).column(0).to_pylist()
-    packed = pack_documents(iter(docs), tok, max_len, None)
+    packed = FORMATS.get("full_sentences").pack(tokenize_documents(iter(docs), tok, None), max_len)
     np.save(workdir / "blocks.npy", packed.blocks)
     np.save(workdir / "lengths.npy", packed.lengths)
     return packed.tokens

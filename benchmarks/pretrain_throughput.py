@@ -111,9 +111,9 @@ class Ablate:
         self.trainer = Trainer(cfg, vocab, torch.device("cpu"), seed=seed, compile=compile)
 
     def step(self, blocks, lengths, idx, step):
-        inputs, attn, labels = make_batch_from(blocks, lengths, idx, step, self.cfg, self.vocab)
-        self.trainer.step(inputs, attn, labels)
-        return int(attn.sum())
+        batch = make_batch_from(blocks, lengths, idx, step, self.cfg, self.vocab)
+        self.trainer.step(batch)
+        return int(batch.attention_mask.sum())
 
     def flops_per_token(self, cfg, vocab):
         m = cfg.model
@@ -122,7 +122,7 @@ class Ablate:
 
 
 def make_batch_from(blocks, lengths, idx, step, cfg, vocab):
-    from ablate.data.corpus import Packed
+    from ablate.data.formats import Packed
     from ablate.pretrain import make_batch
 
     return make_batch(Packed(blocks, lengths), idx, np.zeros(len(idx), dtype=np.int64), 0, cfg, vocab)
