@@ -9,13 +9,19 @@ from ablate.store import Store
 ASSUMED_FLOPS = 5e10  # useful FLOP/s of a 2-core CPU with this engine, for rough time estimates only
 
 
-def pretrain_flops(cfg: Config) -> float:
-    """6 x non-embedding params x tokens, plus attention and the masked-only LM head."""
-    tokens = cfg.pretrain.total_steps * cfg.pretrain.total_batch * cfg.data.max_len
+def training_flops(cfg: Config, tokens: int, masked: int, vocab: int) -> float:
+    """Training FLOPs: 6 x non-embedding params and the attention scores (QK^T, AV; fwd + bwd) per token,
+    plus the LM head (dense + decoder) per masked token."""
     m = cfg.model
     attn = 12 * m.num_layers * cfg.data.max_len * m.hidden_size
-    head = 6 * cfg.pretrain.mask_prob * (m.hidden_size * m.hidden_size + m.hidden_size * cfg.data.vocab_size)
-    return tokens * (6 * m.non_embedding_params() + attn + head)
+    head = 6 * (m.hidden_size * m.hidden_size + m.hidden_size * vocab)
+    return float(tokens * (6 * m.non_embedding_params() + attn) + masked * head)
+
+
+def pretrain_flops(cfg: Config) -> float:
+    """Planned training FLOPs of a cell: every block full, mask_prob of its tokens masked."""
+    tokens = cfg.pretrain.total_steps * cfg.pretrain.total_batch * cfg.data.max_len
+    return training_flops(cfg, tokens, int(tokens * cfg.pretrain.mask_prob), cfg.data.vocab_size)
 
 
 def _status(run) -> str:

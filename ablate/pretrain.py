@@ -31,6 +31,7 @@ from ablate.errors import CellFailed
 from ablate.expand import PretrainCell
 from ablate.engine import Batch, Trainer, autocast, encoder_forward, masked_lm_loss_from_hidden
 from ablate.model import count_params
+from ablate.planning import training_flops
 from ablate.spec import Config, RuntimeSpec
 from ablate import resume
 from ablate.store import RunDir, atomic_write_text
@@ -151,14 +152,6 @@ def bits_per_character(nats: float, chars: int) -> float:
     return nats / math.log(2) / chars
 
 
-def flops_estimate(cfg: Config, params: dict, tokens: int, masked: int, vocab: int) -> float:
-    """Training FLOPs: 6 x (non-embedding params) per token, attention scores, the LM head on masked tokens."""
-    m = cfg.model
-    attn = 6 * 2 * m.num_layers * cfg.data.max_len * m.hidden_size  # QK^T and AV, fwd+bwd, per token
-    head = 6 * (m.hidden_size * m.hidden_size + m.hidden_size * vocab)  # dense + decoder, per masked token
-    return float(6 * params["non_embedding_params"] * tokens + attn * tokens + head * masked)
-
-
 def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runtime: RuntimeSpec,
              progress: Optional[Progress] = None, batch_size: Optional[int] = None,
              token_chars: Optional[np.ndarray] = None) -> dict:
@@ -226,7 +219,7 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
         "epochs": steps * batch_size / len(train.lengths),
         "peak_lr": p.peak_lr,
         "peak_memory_mb": peak_memory_mb(device),
-        "flops": flops_estimate(cfg, params, tokens, masked_total, vocab),
+        "flops": training_flops(cfg, tokens, masked_total, vocab),
         "wall_s": wall,
         "tokens_per_s": tokens / wall,
         "final_train_loss": last_loss,

@@ -29,6 +29,7 @@ from ablate.metrics import METRICS
 from ablate.tasks import split_note, task_title
 from ablate.results import StudyResults
 from ablate.spec import StudySpec
+from ablate.store import atomic_write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 CELL = re.compile(r"^(\S+) \((.+)\)$")  # "median (details)", as aggregate.format_cell and the margin table write
@@ -37,13 +38,6 @@ CELL = re.compile(r"^(\S+) \((.+)\)$")  # "median (details)", as aggregate.forma
 def _env() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
-def _write(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a report."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def figure_svg(fig, salt: str) -> Markup:
@@ -71,9 +65,9 @@ def to_markdown(df: pd.DataFrame) -> str:
 def export_table(df: pd.DataFrame, folder: Path, stem: str) -> list[str]:
     """Write <stem>.csv, <stem>.md and <stem>.tex (booktabs, escaped) into folder; return their names."""
     flat = df.reset_index()
-    _write(folder / f"{stem}.csv", flat.to_csv(index=False))
-    _write(folder / f"{stem}.md", to_markdown(df))
-    _write(folder / f"{stem}.tex", flat.to_latex(index=False, escape=True))
+    atomic_write_text(folder / f"{stem}.csv", flat.to_csv(index=False))
+    atomic_write_text(folder / f"{stem}.md", to_markdown(df))
+    atomic_write_text(folder / f"{stem}.tex", flat.to_latex(index=False, escape=True))
     return [f"{stem}.csv", f"{stem}.md", f"{stem}.tex"]
 
 
@@ -300,7 +294,7 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
     cmp = study_comparisons(study, results)
     for name, df in [("scores", results.scores), ("summary", summary), ("comparisons", cmp), ("margin", margin),
                      ("pretrain", pre)]:
-        _write(folder / f"{name}.csv", df.to_csv(index=False))
+        atomic_write_text(folder / f"{name}.csv", df.to_csv(index=False))
 
     anchor = study_anchor(study.name, study.paper_table)
     table_id = study.paper_table or (anchor or {}).get("table")  # a study may leave its table to the anchors
@@ -330,7 +324,7 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
         cell_times=_table(times) if times is not None else None, pretraining_task=PRETRAINING_TASK,
     )
     path = folder / "index.html"
-    _write(path, html)
+    atomic_write_text(path, html)
     return path
 
 
@@ -356,5 +350,5 @@ def write_index(studies: list[dict], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"
-    _write(path, _env().get_template("index.html.j2").render(studies=rows))
+    atomic_write_text(path, _env().get_template("index.html.j2").render(studies=rows))
     return path
