@@ -100,28 +100,53 @@ def run(
     scale: ScaleOpt = None,
     results: ResultsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rerun cells that are already done")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="Torch threads (default: all cores)")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Torch threads per cell (default: all cores; with --jobs N, "
+                                                        "cores // N; on Ray, the CPUs per cell)")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars")] = True,
     wait: Annotated[bool, typer.Option("--wait", help="If another run holds the results directory, wait for it")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Cells at once on this machine (local executor)")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help="local | ray (each cell a Ray task)")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster: auto | ray://host:port "
+                                                   "(default: $RAY_ADDRESS, else a Ray started on this machine)")] = None,
+    cpus_per_cell: Annotated[Optional[float], typer.Option("--cpus-per-cell", help="Ray: CPUs each cell asks for "
+                                                           "(default: runtime.cpus_per_cell, --threads, else 1)")] = None,
+    gpus_per_cell: Annotated[Optional[float], typer.Option("--gpus-per-cell", help="Ray: GPUs each cell asks for "
+                                                           "(default: runtime.gpus_per_cell, else 0)")] = None,
 ) -> None:
     """Pretrain and fine-tune every pending cell of a study (finished cells are skipped)."""
     from ablate.expand import expand
     from ablate.spec import load_study
 
+    if executor not in ("local", "ray"):
+        raise UserError(f"--executor must be local or ray, not {executor!r}")
+    if executor == "local" and (address is not None or cpus_per_cell is not None or gpus_per_cell is not None):
+        raise UserError("--address, --cpus-per-cell and --gpus-per-cell need --executor ray")
+    if executor == "ray" and jobs > 1:
+        raise UserError("--jobs is for the local executor; on Ray, as many cells run at once as the cluster fits")
+    if executor == "ray":
+        from ablate.executors import RAY_INSTALL, ray_available
+
+        if not ray_available():
+            raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL}")
     spec = load_study(study, scale)
-    runtime = {k: v for k, v in {"threads": threads, "device": device}.items() if v is not None}
+    runtime = {k: v for k, v in {"threads": threads, "device": device, "cpus_per_cell": cpus_per_cell,
+                                 "gpus_per_cell": gpus_per_cell}.items() if v is not None}
     if runtime:
         from pydantic import ValidationError
 
         try:
             spec = spec.model_copy(update={"runtime": spec.runtime.model_validate({**spec.runtime.model_dump(), **runtime})})
         except ValidationError as e:
-            raise UserError(f"bad runtime option: {e.errors()[0]['msg']}") from None
+            err = e.errors()[0]
+            raise UserError(f"bad runtime option {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    from ablate.executors import JobsExecutor, LocalExecutor, RayExecutor
     from ablate.pipeline import run as run_plan
     from ablate.progress import Reporter
 
-    counts = run_plan(expand(spec), _store(results), force=force, reporter=Reporter(enabled=progress), wait=wait)
+    ex = RayExecutor(address) if executor == "ray" else JobsExecutor(jobs) if jobs > 1 else LocalExecutor()
+    counts = run_plan(expand(spec), _store(results), force=force, reporter=Reporter(enabled=progress), wait=wait,
+                      executor=ex)
     typer.echo(f"{spec.name}: {counts['ran']} ran, {counts['skipped']} already done, {counts['failed']} failed")
 
 

@@ -1,7 +1,8 @@
 """The only module that knows the stage order: tokenizer -> corpus -> pretrain -> finetune, per cell.
 
-run(plan, store) walks the plan; every stage is cached on disk, so a re-run skips what is
-done and a failed cell records its error while the study goes on.
+run(plan, store) lists the pending cells (jobs) and hands them to an executor (ablate/executors.py);
+every stage is cached on disk, so a re-run skips what is done and a failed cell records its error while
+the study goes on. run_cell runs one cell into a store, wherever the executor runs it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import subprocess
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 from ablate.errors import CellFailed, UserError
 from ablate.expand import FinetuneCell, Plan, PretrainCell, finetune_identity, pretrain_identity
 from ablate.paths import corpus_files
 from ablate.planning import check_fits
 from ablate.progress import Reporter
+from ablate.spec import RuntimeSpec
 from ablate.store import RunDir, Store, atomic_write_json, atomic_write_text
 from ablate.tasks import TASKS
 from ablate.tasks.data import check_local_data
@@ -119,37 +122,120 @@ def _record_study(store: Store, plan: Plan) -> None:
     atomic_write_json(folder / "last_run.json", {"scale": plan.study.scale, "study_file": plan.study.path})
 
 
-def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Reporter] = None, wait: bool = False) -> dict:
-    """Run every pending cell of the plan; return counts of done/skipped/failed cells."""
+def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Reporter] = None, wait: bool = False,
+        executor=None) -> dict:
+    """Run every pending cell of the plan; return counts of done/skipped/failed cells.
+
+    executor: where cells run (ablate.executors: LocalExecutor, the default, one after another in this
+    process; JobsExecutor; RayExecutor). This process holds the results lock throughout, whichever it is.
+    """
+    from ablate.executors import LocalExecutor, drive
+
     preflight(plan)
     reporter = reporter or Reporter(enabled=False)
-    counts = {"ran": 0, "skipped": 0, "failed": 0}
+    executor = executor or LocalExecutor()
     with results_lock(store.root, wait=wait):
         _record_study(store, plan)
-        prov = provenance()
-        forced: set[str] = set()  # keys rerun under --force (shared keys run once)
-        todo = _pending(plan, store, force)
-        reporter.start(total=len(todo))
-        for cell in plan.pretrain:
-            ok = _run_pretrain(cell, plan, store, force, prov, reporter, counts, forced)
-            for ft in plan.finetunes_of(cell.key):
-                if ft.variant == cell.variant and ft.pretrain_seed == cell.seed:
-                    _run_finetune(ft, plan, store, force, prov, reporter, counts, forced, pretrain_ok=ok)
-        for ft in plan.finetunes_of(None):
-            _run_finetune(ft, plan, store, force, prov, reporter, counts, forced, pretrain_ok=True)
-        reporter.stop()
+        ctx = CellContext(plan.study.name, plan.study.runtime, force, provenance())
+        counts = drive(jobs(plan, store, force), store, ctx, reporter, executor)
     counts["skipped"] = len({c.key for c in plan.pretrain} | {c.key for c in plan.finetune}) - counts["ran"] - counts["failed"]
     return counts
 
 
-def _pending(plan: Plan, store: Store, force: bool) -> list:
-    name = plan.study.name
-    keys = {c.key for c in plan.pretrain if force or not store.pretrain(name, c.key).is_done()}
-    keys |= {c.key for c in plan.finetune if force or not store.finetune(name, c.key).is_done()}
-    return sorted(keys)
+@dataclass(frozen=True)
+class Job:
+    """One cell to run. `after`: the pretraining key whose checkpoint it needs, when that cell runs too."""
+
+    kind: str  # "pretrain" | "finetune"
+    cell: Union[PretrainCell, FinetuneCell]
+    order: int  # position in the sequential order: each pretraining cell, its fine-tunes, then random init
+    after: Optional[str] = None
+
+    @property
+    def key(self) -> str:
+        return self.cell.key
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.cell.label}"
 
 
-def _attempt(run: RunDir, label: str, reporter: Reporter, counts: dict, work) -> bool:
+@dataclass(frozen=True)
+class CellContext:
+    """What running a cell needs besides the cell: plain data, so it travels to worker processes."""
+
+    study: str
+    runtime: RuntimeSpec
+    force: bool
+    provenance: Optional[dict]  # None: the worker records its own machine's
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "ok" | "failed" | "user_error" (stops the study)
+    message: str = ""
+
+
+def jobs(plan: Plan, store: Store, force: bool) -> list[Job]:
+    """The cells to run, each key once, in the order a sequential run takes them; finished cells are
+    left out (all of them run again under force)."""
+    name, out, seen = plan.study.name, [], set()
+
+    def add(kind: str, cell, after: Optional[str] = None) -> None:
+        run = store.pretrain(name, cell.key) if kind == "pretrain" else store.finetune(name, cell.key)
+        if cell.key in seen or (run.is_done() and not force):
+            return
+        seen.add(cell.key)
+        out.append(Job(kind, cell, len(out), after))
+
+    for cell in plan.pretrain:
+        add("pretrain", cell)
+        for ft in plan.finetunes_of(cell.key):
+            if ft.variant == cell.variant and ft.pretrain_seed == cell.seed:
+                add("finetune", ft, after=cell.key)
+    for ft in plan.finetunes_of(None):
+        add("finetune", ft)
+    pending = {j.key for j in out if j.kind == "pretrain"}
+    return [j if j.after in pending else replace(j, after=None) for j in out]
+
+
+def run_cell(job: Job, ctx: CellContext, store: Store, reporter: Reporter) -> Outcome:
+    """Run one cell into `store`, recording its metrics or its error there. A UserError, Ctrl-C or a full
+    disk raises (the study stops); any other failure is the cell's, recorded, and the study goes on."""
+    if job.kind == "pretrain":
+        return _run_pretrain(job.cell, ctx, store, reporter)
+    return _run_finetune(job.cell, ctx, store, reporter)
+
+
+def skip_finetune(cell: FinetuneCell, ctx: CellContext, store: Store) -> None:
+    """Record that a fine-tuning run cannot start because its pretraining cell failed."""
+    record_failure(cell, ctx, store, "skipped: its pretraining cell failed", "skipped")
+
+
+def record_failure(cell: Union[PretrainCell, FinetuneCell], ctx: CellContext, store: Store, message: str,
+                   kind: str = "error") -> None:
+    """Record a cell's failure that happened outside it (skipped, or its worker died) as the cell would."""
+    run = _begin(cell, ctx, store)
+    run.fail(message, kind)
+    if kind != "skipped":
+        run.log(message)
+
+
+def _begin(cell: Union[PretrainCell, FinetuneCell], ctx: CellContext, store: Store) -> RunDir:
+    prov = ctx.provenance if ctx.provenance is not None else provenance()
+    if isinstance(cell, PretrainCell):
+        run = store.pretrain(ctx.study, cell.key)
+        identity, labels = pretrain_identity(cell.config, cell.seed), {"variant": cell.variant, "seed": cell.seed}
+    else:
+        run = store.finetune(ctx.study, cell.key)
+        identity = finetune_identity(cell.config, cell.pretrain_key, cell.task, cell.seed)
+        labels = {"variant": cell.variant, "pretrain_seed": cell.pretrain_seed, "task": cell.task, "seed": cell.seed}
+    run.reset()
+    run.begin(identity, {**labels, **prov})
+    return run
+
+
+def _attempt(run: RunDir, work) -> Outcome:
     """Run `work()` and record its metrics, or its error (the study goes on). UserError, Ctrl-C and a
     full disk stop the study; what finished before stays finished."""
     t0 = time.time()
@@ -163,77 +249,56 @@ def _attempt(run: RunDir, label: str, reporter: Reporter, counts: dict, work) ->
         if e.errno in (errno.ENOSPC, errno.EDQUOT):  # every later write would fail too
             raise UserError(f"the results disk is full ({e.filename or run.path}): free some space and run "
                             f"again; finished cells are kept") from None
-        return _failed(run, label, reporter, counts, e)
+        return _failed(run, e)
     except CellFailed as e:
-        return _failed(run, label, reporter, counts, e, kind="diverged")
+        return _failed(run, e, kind="diverged")
     except Exception as e:  # one cell's crash must not stop the study
-        return _failed(run, label, reporter, counts, e)
-    counts["ran"] += 1
-    reporter.cell_done(label)
-    return True
+        return _failed(run, e)
+    return Outcome("ok")
 
 
-def _failed(run: RunDir, label: str, reporter: Reporter, counts: dict, e: Exception, kind: str = "error") -> bool:
+def _failed(run: RunDir, e: Exception, kind: str = "error") -> Outcome:
     msg = str(e) if kind == "diverged" else f"{e.__class__.__name__}: {e}".splitlines()[0]
     run.fail(msg, kind)
     run.log(msg if kind == "diverged" else traceback.format_exc())
-    reporter.cell_failed(label, msg)
-    counts["failed"] += 1
-    return False
+    return Outcome("failed", msg)
 
 
-def _run_pretrain(cell: PretrainCell, plan: Plan, store: Store, force: bool, prov: dict, reporter: Reporter,
-                  counts: dict, forced: set) -> bool:
+def _run_pretrain(cell: PretrainCell, ctx: CellContext, store: Store, reporter: Reporter) -> Outcome:
     from ablate.data.corpus import effective_batch_size, prepare_corpus
     from ablate.data.tokenizer import load_tokenizer, token_char_lengths
     from ablate.pretrain import pretrain
 
-    run = store.pretrain(plan.study.name, cell.key)
-    if run.is_done() and (not force or cell.key in forced):
-        return True
-    if force and cell.key not in forced:
-        shutil.rmtree(run.path / "resume", ignore_errors=True)  # --force starts the cell afresh
-    forced.add(cell.key)
-    run.reset()
-    run.begin(pretrain_identity(cell.config, cell.seed), {"variant": cell.variant, "seed": cell.seed, **prov})
+    if ctx.force:  # --force starts the cell afresh
+        shutil.rmtree(store.pretrain(ctx.study, cell.key).path / "resume", ignore_errors=True)
+    run = _begin(cell, ctx, store)
     label = f"pretrain {cell.label}"
 
     def work() -> dict:
         reporter.stage(f"{label}: tokenizer and corpus")
-        tok = load_tokenizer(store, cell.config)
-        folder = prepare_corpus(store, cell.config)
-        batch = effective_batch_size(store, cell.config)
+        with store.cache_lock():
+            tok = load_tokenizer(store, cell.config)
+            folder = prepare_corpus(store, cell.config)
+            batch = effective_batch_size(store, cell.config)
         reporter.stage(label, total=cell.config.pretrain.total_steps)
-        return pretrain(cell, run, folder, tok.get_vocab_size(), plan.study.runtime, reporter.step, batch,
+        return pretrain(cell, run, folder, tok.get_vocab_size(), ctx.runtime, reporter.step, batch,
                         token_char_lengths(tok))
 
-    return _attempt(run, label, reporter, counts, work)
+    return _attempt(run, work)
 
 
-def _run_finetune(cell: FinetuneCell, plan: Plan, store: Store, force: bool, prov: dict, reporter: Reporter,
-                  counts: dict, forced: set, pretrain_ok: bool) -> None:
+def _run_finetune(cell: FinetuneCell, ctx: CellContext, store: Store, reporter: Reporter) -> Outcome:
     from ablate.data.tokenizer import load_tokenizer
     from ablate.finetune import finetune
 
-    run = store.finetune(plan.study.name, cell.key)
-    if run.is_done() and (not force or cell.key in forced):
-        return
-    forced.add(cell.key)
-    run.reset()
-    run.begin(finetune_identity(cell.config, cell.pretrain_key, cell.task, cell.seed),
-              {"variant": cell.variant, "pretrain_seed": cell.pretrain_seed, "task": cell.task, "seed": cell.seed,
-               **prov})
+    run = _begin(cell, ctx, store)
     label = f"finetune {cell.label}"
-    if not pretrain_ok:
-        run.fail("skipped: its pretraining cell failed", "skipped")
-        reporter.cell_failed(label, "pretraining failed")
-        counts["failed"] += 1
-        return
-    checkpoint = None if cell.pretrain_key is None else store.pretrain(plan.study.name, cell.pretrain_key).checkpoint
+    checkpoint = None if cell.pretrain_key is None else store.pretrain(ctx.study, cell.pretrain_key).checkpoint
 
     def work() -> dict:
         reporter.stage(label)
-        tok = load_tokenizer(store, cell.config)
-        return finetune(cell, checkpoint, tok, plan.study.runtime, reporter.step)
+        with store.cache_lock():
+            tok = load_tokenizer(store, cell.config)
+        return finetune(cell, checkpoint, tok, ctx.runtime, reporter.step)
 
-    _attempt(run, label, reporter, counts, work)
+    return _attempt(run, work)

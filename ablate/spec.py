@@ -208,6 +208,9 @@ class RuntimeSpec(Frozen):
     compile: bool = False  # torch.compile the training step (measured: does not pay on CPU; see benchmarks)
     checkpoint_every: int = Field(200, ge=0)  # steps between mid-cell checkpoints for resume; 0 = never
     progress: bool = True
+    # `--executor ray`: what one cell asks of the cluster (default: `threads` CPUs, else 1; no GPU)
+    cpus_per_cell: Optional[float] = Field(None, gt=0, le=1024)
+    gpus_per_cell: float = Field(0.0, ge=0, le=64)
 
 
 class Seeds(Frozen):

@@ -13,9 +13,10 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -25,6 +26,24 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """atomic_write_text for bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -92,8 +111,11 @@ class RunDir:
 
 
 class Store:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, cache_root: Optional[Path] = None):
+        """cache_root: where prepared data and tokenizers live (default root/_cache); a Ray worker keeps
+        one per node while its run directories are private (ablate/executors.py)."""
         self.root = Path(root)
+        self.cache_root = Path(cache_root) if cache_root is not None else self.root / "_cache"
 
     def study_dir(self, study: str) -> Path:
         return self.root / study
@@ -105,7 +127,21 @@ class Store:
         return RunDir(self.root / study / "finetune" / key)
 
     def cache(self, kind: str, key: str) -> Path:
-        return self.root / "_cache" / kind / key
+        return self.cache_root / kind / key
+
+    @contextmanager
+    def cache_lock(self) -> Iterator[None]:
+        """Held while a cell prepares (or finds) cache entries, so cells running at once (--jobs, Ray
+        tasks on one node) never build the same tokenizer or corpus together."""
+        import fcntl
+
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        with open(self.cache_root / ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def studies(self) -> list[str]:
         if not self.root.is_dir():

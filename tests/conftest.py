@@ -38,11 +38,17 @@ def make_docs(n_docs: int, seed: int = 0) -> list[str]:
 @pytest.fixture
 def tiny_data_root(tmp_path, monkeypatch) -> Path:
     """A data root with a synthetic corpus (train/validation) for fast unit tests."""
+    root = write_tiny_data(tmp_path / "data")
+    monkeypatch.setenv("ABLATE_DATA_DIR", str(root))
+    return root
+
+
+def write_tiny_data(root: Path) -> Path:
+    """Write the synthetic corpus and an SST-2 look-alike under root (a data root); return root."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    root = tmp_path / "data"
     (root / "corpus").mkdir(parents=True)
     for split, n, seed in (("train-00000-of-00001", 300, 0), ("validation", 40, 1)):
         docs = make_docs(n, seed)
@@ -56,7 +62,6 @@ def tiny_data_root(tmp_path, monkeypatch) -> Path:
         (root / "glue" / "sst2").mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.table({"sentence": sents, "label": labels.astype("int64"), "idx": np.arange(n)}),
                        root / "glue" / "sst2" / f"{split}.parquet")
-    monkeypatch.setenv("ABLATE_DATA_DIR", str(root))
     return root
 
 
