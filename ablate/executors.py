@@ -327,7 +327,10 @@ class RayExecutor:
         self.store, self.ctx = store, ctx
         # workers record their own machine in spec.json; torch threads follow the CPUs the cell asked for
         self.worker_ctx = replace(with_threads(ctx, int(self.cpus)), provenance=None)
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+        for k in ("ABLATE_DATA_DIR", "ABLATE_RAY_SCRATCH", "HF_HOME"):  # a task's working directory is Ray's
+            if k in env and "://" not in env[k]:
+                env[k] = os.path.abspath(env[k])
         self.task = ray.remote(ray_cell).options(num_cpus=self.cpus, num_gpus=self.gpus, num_returns=2,
                                                  runtime_env={"env_vars": env} if env else None)
 

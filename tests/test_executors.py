@@ -51,7 +51,6 @@ baseline: dynamic
 seeds: {pretrain: [0], finetune: [0]}
 runtime: {threads: 1, log_every: 4, progress: false}
 """
-CELLS = 7  # 3 pretraining, 3 fine-tuning (one skipped), 1 random-init
 TIMING = {"wall_s", "wall_total_s", "tokens_per_s", "peak_memory_mb", "time"}  # may differ between runs
 
 
@@ -124,10 +123,10 @@ def strip_timing(obj):
     return obj
 
 
-def assert_same_store(actual: Path, expected: Path) -> None:
+def assert_same_store(actual: Path, expected: Path, skip: frozenset = frozenset()) -> None:
     a, e = snapshot(actual), snapshot(expected)
-    assert sorted(a) == sorted(e)  # the same run directories (keys) and the same files in each
-    for rel in e:
+    assert sorted(set(a) - skip) == sorted(set(e) - skip)  # the same run directories (keys), the same files
+    for rel in set(e) - skip:
         assert a[rel] == e[rel], rel
     metrics = [rel for rel in e if rel.endswith("metrics.json")]
     assert len(metrics) == 5
@@ -232,7 +231,9 @@ def test_ray_resume_never_resubmits_finished_cells(env, local_results, ray_resul
     assert sorted(submitted) == sorted([static_ft.key, diverge.key])
     assert "1 ran, 4 already done, 2 failed" in out
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # finished cells untouched
-    assert_same_store(root, local_results)
+    log = Store(root).pretrain("micro", diverge.key).path / "log.txt"
+    assert log.read_text().count("diverged at step") == 2  # the retry's log appended, as a local rerun does
+    assert_same_store(root, local_results, skip=frozenset({log.relative_to(root).as_posix()}))
 
 
 def test_executor_ray_without_ray_exits_2_with_one_line(env, tmp_path, monkeypatch):
@@ -282,3 +283,43 @@ def test_progress_shows_queued_running_done_failed():
     assert study.completed == 2 and study.fields["info"] == "queued 0, running 1, done 1, failed 1"
     assert {t.description.strip() for t in rep._progress.tasks} == {"study cells"}
     rep.stop()
+
+
+def test_resource_requests_are_runtime_settings_never_hashed(env, tmp_path):
+    plain = expand(load_study(env["study"], "tiny"))
+    other = tmp_path / "micro.yaml"
+    other.write_text(STUDY.replace("runtime: {threads: 1,", "runtime: {threads: 1, cpus_per_cell: 4, gpus_per_cell: 0.5,"))
+    asked = expand(load_study(other, "tiny"))
+    assert asked.study.runtime.cpus_per_cell == 4 and asked.study.runtime.gpus_per_cell == 0.5
+    assert [c.key for c in asked.pretrain + asked.finetune] == [c.key for c in plain.pretrain + plain.finetune]
+
+
+@pytest.mark.slow
+def test_jobs_worker_killed_costs_only_its_cell(env, local_results, monkeypatch):
+    """A worker that dies (SIGKILL, as the out-of-memory killer sends) fails its cell, not the study: the cell
+    and its fine-tune are recorded, a fresh worker takes the next cells, and the next run retries them."""
+    import signal
+
+    from ablate.executors import JobsExecutor
+
+    real_submit = JobsExecutor.submit
+
+    def submit(self, job):
+        real_submit(self, job)
+        if job.kind == "pretrain" and job.cell.variant == "static":
+            proc = next(p for p, j in self._busy.values() if j is job)
+            os.kill(proc.pid, signal.SIGKILL)
+
+    monkeypatch.setattr(JobsExecutor, "submit", submit)
+    root = env["base"] / "jobs-kill"
+    out = run_cli(env["study"], "--scale", "tiny", "--results", root, "--jobs", 2)
+    assert "micro: 3 ran, 0 already done, 4 failed" in out
+    errs = errors(root)
+    assert errs["static/pretrain"]["error"] == "its worker process died (exit code -9)"
+    assert errs["static/finetune"]["error"] == "skipped: its pretraining cell failed"
+    monkeypatch.setattr(JobsExecutor, "submit", real_submit)
+    out = run_cli(env["study"], "--scale", "tiny", "--results", root, "--jobs", 2)
+    assert "micro: 2 ran, 3 already done, 2 failed" in out  # static and its fine-tune; diverge fails again
+    log = next(p for p in (root / "micro" / "pretrain").rglob("log.txt") if "diverged" in p.read_text())
+    static_log = next(p for p in (root / "micro" / "pretrain").rglob("log.txt") if "worker process died" in p.read_text())
+    assert_same_store(root, local_results, skip=frozenset(p.relative_to(root).as_posix() for p in (log, static_log)))
