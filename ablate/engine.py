@@ -7,6 +7,8 @@ Output: the MLM loss over masked positions, the same number transformers compute
 What makes it fast on a CPU (benchmarks/pretrain_throughput.py measures each):
 - the LM head runs only on the ~15% masked positions, not on every token;
 - one fused QKV projection per layer instead of three;
+- unpadded: projections, FFN, LayerNorm and dropout run on real tokens only (FULL-SENTENCES
+  blocks end short of max_len; padding was ~15% of the work), attention on the padded layout;
 - dropout masks from numpy's PCG64 bit stream (one 32-bit draw per element, compared with
   round(p * 2**32)) instead of torch's CPU bernoulli, which is several times slower; the rate is
   p to within 2**-32. On CUDA, torch's own dropout is used;
@@ -58,7 +60,10 @@ def dropout(x: torch.Tensor, p: float, training: bool, rng: Optional[DropoutRNG]
 
 def encoder_forward(mlm, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
                     rng: Optional[DropoutRNG], token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """RobertaModel's forward, written out: input_ids [B, L] -> hidden states [B, L, H]."""
+    """RobertaModel's forward, written out: input_ids [B, L] -> hidden states [B, L, H].
+
+    Hidden states equal transformers' at real tokens; at padding they are zero (never used: pads
+    carry no label and are masked out of attention)."""
     roberta, cfg = mlm.roberta, mlm.config
     training = mlm.training
     p_hidden, p_attn = cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob
@@ -70,16 +75,23 @@ def encoder_forward(mlm, input_ids: torch.Tensor, attention_mask: Optional[torch
     positions = torch.cumsum(not_pad, dim=1) * not_pad + PAD  # [B, L]
     types = emb.token_type_embeddings.weight[0] if token_type_ids is None else emb.token_type_embeddings(token_type_ids)
     x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) + types  # [B, L, H]
-    x = dropout(emb.LayerNorm(x), p_hidden, training, rng)
-    bias = None
+    bias, real = None, None
     if attention_mask is not None and not bool(attention_mask.all()):
         bias = torch.zeros(B, 1, 1, L, dtype=x.dtype, device=x.device)
         bias.masked_fill_(attention_mask[:, None, None, :] == 0, torch.finfo(x.dtype).min)  # [B, 1, 1, L]
+        # Unpadded: every per-token op (projections, FFN, LayerNorm, dropout) runs on the N real
+        # tokens only; attention alone sees the padded [B, L] layout, and pads are masked there.
+        real = attention_mask.reshape(-1).nonzero().squeeze(1)  # [N]
+        x = x.reshape(B * L, H).index_select(0, real)  # [N, H]
+    x = dropout(emb.LayerNorm(x), p_hidden, training, rng)
     for layer in roberta.encoder.layer:
         sa, so = layer.attention.self, layer.attention.output
         w = torch.cat([sa.query.weight, sa.key.weight, sa.value.weight])  # [3H, H]
         b = torch.cat([sa.query.bias, sa.key.bias, sa.value.bias])  # [3H]
-        qkv = F.linear(x, w, b).view(B, L, 3, nh, hd).permute(2, 0, 3, 1, 4)  # [3, B, nh, L, hd]
+        qkv = F.linear(x, w, b)  # [N, 3H] (or [B, L, 3H])
+        if real is not None:
+            qkv = qkv.new_zeros(B * L, 3 * H).index_copy(0, real, qkv)  # [B * L, 3H], zeros at pads
+        qkv = qkv.view(B, L, 3, nh, hd).permute(2, 0, 3, 1, 4)  # [3, B, nh, L, hd]
         q, k, v = qkv[0], qkv[1], qkv[2]
         if training and p_attn > 0 and rng is not None and not x.is_cuda:
             # Scaling q (L x hd) is cheaper than scaling the scores (L x L); likewise the
@@ -91,10 +103,14 @@ def encoder_forward(mlm, input_ids: torch.Tensor, attention_mask: Optional[torch
             ctx = (probs @ v) * (1.0 / (1.0 - p_attn))  # [B, nh, L, hd]
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p_attn if training else 0.0)
-        ctx = ctx.transpose(1, 2).reshape(B, L, H)  # [B, L, H]
+        ctx = ctx.transpose(1, 2).reshape(B * L, H) if real is not None else ctx.transpose(1, 2).reshape(B, L, H)
+        if real is not None:
+            ctx = ctx.index_select(0, real)  # [N, H]
         x = so.LayerNorm(x + dropout(so.dense(ctx), p_hidden, training, rng))
-        h = F.gelu(layer.intermediate.dense(x))  # [B, L, 4H]
+        h = F.gelu(layer.intermediate.dense(x))  # [N, 4H]
         x = layer.output.LayerNorm(x + dropout(layer.output.dense(h), p_hidden, training, rng))
+    if real is not None:
+        x = x.new_zeros(B * L, H).index_copy(0, real, x).view(B, L, H)  # pads: zeros
     return x
 
 
