@@ -92,7 +92,12 @@ def build_model(task: TaskSpec, checkpoint: Optional[Path], cell: FinetuneCell, 
         extra["problem_type"] = "regression"
     if checkpoint is None:
         return cls(roberta_config(cell.config.model, cell.config.data, vocab, **extra))
-    return cls.from_pretrained(str(checkpoint), **extra)
+    model, info = cls.from_pretrained(str(checkpoint), output_loading_info=True, **extra)
+    lost = sorted(k for k in info["missing_keys"] if k.startswith("roberta."))
+    if lost or info["mismatched_keys"]:  # the encoder must come from the checkpoint, never silently fresh
+        raise RuntimeError(f"checkpoint {checkpoint} did not fill the encoder: missing {lost[:3]}, "
+                           f"mismatched {sorted(info['mismatched_keys'])[:3]}")
+    return model
 
 
 @dataclass

@@ -64,6 +64,32 @@ def test_checkpoint_loads_with_auto_class(micro):
     assert model.config.hidden_size == 32
 
 
+def test_finetune_model_takes_the_checkpoints_encoder(micro, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from ablate.finetune import build_model
+    from ablate.tasks import TASKS
+
+    plan, store = micro
+    pipeline.run(plan, store)
+    cell = next(c for c in plan.finetune if c.pretrain_key == plan.pretrain[0].key)
+    ckpt = store.pretrain(plan.study.name, plan.pretrain[0].key).checkpoint
+    saved = load_file(str(ckpt / "model.safetensors"))
+    model = build_model(TASKS.get("sst2"), ckpt, cell, 400)
+    state = model.state_dict()
+    enc = [k for k in saved if k.startswith("roberta.")]
+    assert enc and all(torch.equal(saved[k], state[k]) for k in enc)
+    # A checkpoint whose encoder keys do not match must fail loudly, never fine-tune a fresh encoder.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((ckpt / "config.json").read_text())
+    save_file({k.replace("roberta.", "encoder_x."): v for k, v in saved.items()}, str(broken / "model.safetensors"),
+              metadata={"format": "pt"})
+    with pytest.raises(RuntimeError, match="did not fill the encoder"):
+        build_model(TASKS.get("sst2"), broken, cell, 400)
+
+
 def test_failed_cell_is_recorded_and_study_goes_on(micro, monkeypatch):
     plan, store = micro
     real = pipeline_pretrain = __import__("ablate.pretrain", fromlist=["pretrain"]).pretrain
