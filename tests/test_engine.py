@@ -47,7 +47,9 @@ def test_hidden_states_equal_transformers():
         ref = model.roberta(input_ids=inputs, attention_mask=attn).last_hidden_state
         ours = encoder_forward(model, inputs, attn, None)
     real = attn.bool()
+    assert not real.all()  # the padded row is there: the unpadded path runs
     assert torch.allclose(ours[real], ref[real], atol=1e-5)
+    assert torch.count_nonzero(ours[~real]) == 0  # pads carry nothing (they are never read)
 
 
 def test_gradients_match_transformers_without_dropout():
