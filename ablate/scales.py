@@ -25,7 +25,7 @@ SCALE_PRESETS: dict[str, dict[str, Any]] = {
         "finetune": {"train_size": 800, "epochs": 2, "lr": 5e-4, "batch_size": 32, "max_len": 64},
     },
     "cpu": {
-        # PROVISIONAL (see the README, "Choosing the cpu scale"): the best shape of the 20-minute sweep
+        # PROVISIONAL (see the README, "Choosing the cpu scale"): the cheapest shape of the 20-minute sweep
         # (7.2e13 training FLOPs), which does not yet beat random init on SST-2 by the required 3 points.
         "model": {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "intermediate_size": 512},
         "data": {
