@@ -1,0 +1,116 @@
+"""What has a pretrained checkpoint learned about words? Nearest neighbours and a group-similarity score.
+
+A diagnostic for the scale sweep: an MLM that has left its early plateau puts words of one kind
+(numbers, months, days, colours, family words) close together in its input embedding space. For
+each checkpoint this prints the nearest neighbours of a few words and a score: the mean cosine
+similarity of words within a group minus the mean across groups (0 means no structure; the same
+architecture at random init is printed as the reference).
+
+    python benchmarks/embedding_probe.py results/sweep-h128-l2-20m/pretrain/*/checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+GROUPS = {
+    "numbers": ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"],
+    "months": ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+               "October", "November", "December"],
+    "days": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
+    "colours": ["red", "blue", "green", "yellow", "black", "white", "brown"],
+    "family": ["father", "mother", "brother", "sister", "son", "daughter", "wife", "husband"],
+    "sentiment+": ["good", "great", "best", "beautiful", "happy", "love"],
+    "sentiment-": ["bad", "worst", "poor", "sad", "terrible", "hate"],
+}
+SHOW = ["good", "bad", "three", "film", "king", "March"]
+
+
+def single_tokens(tok, words):
+    """word -> its id, for words that are one token with a leading space (Ġword) in this vocabulary."""
+    out = {}
+    for w in words:
+        ids = tok.encode(" " + w, add_special_tokens=False).ids
+        if len(ids) == 1:
+            out[w] = ids[0]
+    return out
+
+
+def group_score(emb: torch.Tensor, tok) -> tuple[float, dict[str, float]]:
+    e = torch.nn.functional.normalize(emb - emb.mean(0), dim=1)
+    groups = {g: list(single_tokens(tok, ws).values()) for g, ws in GROUPS.items()}
+    groups = {g: ids for g, ids in groups.items() if len(ids) >= 3}
+    within, per = [], {}
+    for g, ids in groups.items():
+        s = e[ids] @ e[ids].T
+        n = len(ids)
+        w = (s.sum() - n) / (n * (n - 1))
+        per[g] = float(w)
+        within.append(float(w))
+    everything = [i for ids in groups.values() for i in ids]
+    owner = [g for g, ids in groups.items() for _ in ids]
+    s = e[everything] @ e[everything].T
+    across = [float(s[a, b]) for a in range(len(everything)) for b in range(len(everything)) if owner[a] != owner[b]]
+    return sum(within) / len(within) - sum(across) / len(across), per
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoints", nargs="+", help="pretraining checkpoint folders (save_pretrained output)")
+    ap.add_argument("--tokenizer", help="tokenizer.json (default: the checkpoint's run spec names it in results/_cache)")
+    ap.add_argument("--json", help="also write the scores here")
+    args = ap.parse_args()
+
+    from tokenizers import Tokenizer
+    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    rows = []
+    for ck in map(Path, args.checkpoints):
+        tok_path = Path(args.tokenizer) if args.tokenizer else find_tokenizer(ck)
+        tok = Tokenizer.from_file(str(tok_path))
+        vocab = {i: t for t, i in tok.get_vocab().items()}
+        for label, model in (("pretrained", AutoModelForMaskedLM.from_pretrained(str(ck))),
+                             ("random init", random_init(AutoConfig.from_pretrained(str(ck))))):
+            emb = model.roberta.embeddings.word_embeddings.weight.detach().float()
+            score, per = group_score(emb, tok)
+            print(f"\n{ck} [{label}]  group score {score:+.3f}  " + "  ".join(f"{g} {v:+.2f}" for g, v in per.items()))
+            e = torch.nn.functional.normalize(emb - emb.mean(0), dim=1)
+            for w, i in single_tokens(tok, SHOW).items():
+                near = (e @ e[i]).topk(7).indices.tolist()[1:]
+                print(f"  {w:>8}: " + " ".join(vocab[j].replace("\u0120", "_") for j in near))
+            rows.append({"checkpoint": str(ck), "init": label, "group_score": score, "groups": per})
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def random_init(config):
+    from transformers import AutoModelForMaskedLM
+
+    torch.manual_seed(0)
+    return AutoModelForMaskedLM.from_config(config)
+
+
+def find_tokenizer(ck: Path) -> Path:
+    """The tokenizer a pretraining run used: results/_cache/tokenizer/<hash of its identity>/."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ablate.expand import stable_hash
+
+    data = json.loads((ck.parent / "spec.json").read_text())["identity"]["data"]
+    ident = {"v": json.loads((ck.parent / "spec.json").read_text())["identity"]["v"], "corpus": data["corpus"],
+             "tokenizer": data["tokenizer"], "vocab_size": data["vocab_size"], "train_chars": data["tokenizer_train_chars"]}
+    path = ck.parents[3] / "_cache" / "tokenizer" / stable_hash(ident) / "tokenizer.json"
+    if not path.exists():
+        sys.exit(f"no cached tokenizer for {ck} (looked for {path}); pass --tokenizer")
+    return path
+
+
+if __name__ == "__main__":
+    main()
