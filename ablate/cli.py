@@ -147,7 +147,8 @@ def run(
     ex = RayExecutor(address) if executor == "ray" else JobsExecutor(jobs) if jobs > 1 else LocalExecutor()
     counts = run_plan(expand(spec), _store(results), force=force, reporter=Reporter(enabled=progress), wait=wait,
                       executor=ex)
-    typer.echo(f"{spec.name}: {counts['ran']} ran, {counts['skipped']} already done, {counts['failed']} failed")
+    reused = f", {counts['reused']} copied from other studies" if counts.get("reused") else ""
+    typer.echo(f"{spec.name}: {counts['ran']} ran, {counts['skipped']} already done{reused}, {counts['failed']} failed")
 
 
 @app.command()

@@ -8,6 +8,7 @@ the study goes on. run_cell runs one cell into a store, wherever the executor ru
 from __future__ import annotations
 
 import errno
+import json
 import os
 import platform
 import shutil
@@ -25,7 +26,7 @@ from ablate.paths import corpus_files
 from ablate.planning import check_fits
 from ablate.progress import Reporter
 from ablate.spec import RuntimeSpec
-from ablate.store import RunDir, Store, atomic_write_json, atomic_write_text
+from ablate.store import RunDir, Store, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ablate.tasks import TASKS
 from ablate.tasks.data import check_local_data
 
@@ -137,9 +138,95 @@ def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Report
     with results_lock(store.root, wait=wait):
         _record_study(store, plan)
         ctx = CellContext(plan.study.name, plan.study.runtime, force, provenance())
+        reused = 0 if force else reuse_finished(plan, store)
         counts = drive(jobs(plan, store, force), store, ctx, reporter, executor)
-    counts["skipped"] = len({c.key for c in plan.pretrain} | {c.key for c in plan.finetune}) - counts["ran"] - counts["failed"]
+    counts["reused"] = reused
+    counts["skipped"] = (len({c.key for c in plan.pretrain} | {c.key for c in plan.finetune})
+                         - counts["ran"] - counts["failed"] - reused)
     return counts
+
+
+def reuse_finished(plan: Plan, store: Store) -> int:
+    """Copy in every cell of the plan that is not done here but finished in another study of the same
+    results directory (same key, so the same settings that change results, and the same recorded identity);
+    return how many. Pretraining cells are taken only with their checkpoint (its files hard-linked), so
+    their pending fine-tunes can start from it. The copy's spec.json names this study's variant and seed
+    and where it came from; metrics.json is written last, as for a run."""
+    name, n, seen = plan.study.name, 0, set()
+    cells = [("pretrain", c) for c in plan.pretrain] + [("finetune", c) for c in plan.finetune]
+    for kind, cell in cells:
+        if cell.key in seen:
+            continue
+        seen.add(cell.key)
+        here = store.pretrain(name, cell.key) if kind == "pretrain" else store.finetune(name, cell.key)
+        if here.is_done():
+            continue
+        source = _finished_elsewhere(store, name, kind, cell)
+        if source is not None:
+            _copy_run(source, here, _labels(cell))
+            n += 1
+    return n
+
+
+def _labels(cell: Union[PretrainCell, FinetuneCell]) -> dict:
+    if isinstance(cell, PretrainCell):
+        return {"variant": cell.variant, "seed": cell.seed}
+    return {"variant": cell.variant, "pretrain_seed": cell.pretrain_seed, "task": cell.task, "seed": cell.seed}
+
+
+def _identity(cell: Union[PretrainCell, FinetuneCell]) -> dict:
+    if isinstance(cell, PretrainCell):
+        return pretrain_identity(cell.config, cell.seed)
+    return finetune_identity(cell.config, cell.pretrain_key, cell.task, cell.seed)
+
+
+def _finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[RunDir]:
+
+    identity = _as_json(_identity(cell))
+    for other in sorted(p for p in store.root.iterdir() if p.is_dir() and p.name != study and not p.name.startswith("_")):
+        run = RunDir(other / kind / cell.key)
+        spec = read_json(run.path / "spec.json")
+        if not run.is_done() or spec is None or spec.get("identity") != identity:
+            continue
+        if kind == "pretrain" and not (run.checkpoint / "model.safetensors").exists():
+            continue  # weights are not committed: a clone's other studies cannot lend a checkpoint
+        return run
+    return None
+
+
+def _as_json(obj):
+    """obj as spec.json stores it (tuples become lists, and so on), for comparing identities."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _copy_run(source: RunDir, target: RunDir, labels: dict) -> None:
+
+    target.reset()
+    shutil.rmtree(target.path / "resume", ignore_errors=True)
+    spec = read_json(source.path / "spec.json")
+    for path in sorted(source.path.rglob("*")):
+        rel = path.relative_to(source.path)
+        if not path.is_file() or rel.parts[0] in ("resume", "metrics.json", "error.json", "spec.json", "log.txt"):
+            continue
+        dest = target.path / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)
+        if rel.parts[0] == "checkpoint":
+            try:
+                os.link(path, dest)  # weights are never rewritten in place, so sharing the inode is safe
+                continue
+            except OSError:
+                pass
+        atomic_write_bytes(dest, path.read_bytes())
+    study = source.path.parents[1].name
+    atomic_write_json(target.path / "spec.json", {"identity": spec["identity"],
+                                                   "labels": {**spec["labels"], **labels, "copied_from": study}})
+    target.log(f"copied from results/{study}/{source.path.parent.name}/{source.path.name}: the same cell, "
+               f"finished there (its log follows)")
+    if (source.path / "log.txt").exists():
+        with open(target.path / "log.txt", "a", encoding="utf-8") as f:
+            f.write((source.path / "log.txt").read_text(encoding="utf-8"))
+    atomic_write_bytes(target.metrics_path, source.metrics_path.read_bytes())
 
 
 @dataclass(frozen=True)
@@ -223,15 +310,9 @@ def record_failure(cell: Union[PretrainCell, FinetuneCell], ctx: CellContext, st
 
 def _begin(cell: Union[PretrainCell, FinetuneCell], ctx: CellContext, store: Store) -> RunDir:
     prov = ctx.provenance if ctx.provenance is not None else provenance()
-    if isinstance(cell, PretrainCell):
-        run = store.pretrain(ctx.study, cell.key)
-        identity, labels = pretrain_identity(cell.config, cell.seed), {"variant": cell.variant, "seed": cell.seed}
-    else:
-        run = store.finetune(ctx.study, cell.key)
-        identity = finetune_identity(cell.config, cell.pretrain_key, cell.task, cell.seed)
-        labels = {"variant": cell.variant, "pretrain_seed": cell.pretrain_seed, "task": cell.task, "seed": cell.seed}
+    run = store.pretrain(ctx.study, cell.key) if isinstance(cell, PretrainCell) else store.finetune(ctx.study, cell.key)
     run.reset()
-    run.begin(identity, {**labels, **prov})
+    run.begin(_identity(cell), {**_labels(cell), **prov})
     return run
 
 

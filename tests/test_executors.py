@@ -73,7 +73,7 @@ def local_results(env):
     plan = expand(load_study(env["study"], "tiny"))
     root = env["base"] / "local"
     counts = pipeline.run(plan, Store(root))
-    assert counts == {"ran": 5, "skipped": 0, "failed": 2}  # diverge, its fine-tune, nothing else
+    assert counts == {"ran": 5, "skipped": 0, "failed": 2, "reused": 0}  # diverge, its fine-tune, nothing else
     return root
 
 

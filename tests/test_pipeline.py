@@ -40,7 +40,7 @@ def micro(tmp_path, tiny_data_root):
 def test_run_then_rerun_skips(micro):
     plan, store = micro
     counts = pipeline.run(plan, store)
-    assert counts == {"ran": 5, "skipped": 0, "failed": 0}  # 2 pretrain + 2 finetune + 1 random-init
+    assert counts == {"ran": 5, "skipped": 0, "failed": 0, "reused": 0}  # 2 pretrain + 2 finetune + 1 random-init
     res = collect(store, plan)
     assert set(res.scores["variant"]) == {"static", "dynamic", "random-init"}
     assert res.scores["value"].between(0, 1).all()
@@ -49,7 +49,7 @@ def test_run_then_rerun_skips(micro):
     assert len(res.curves) == 2 * 3  # 12 steps, a point every 4
     stamps = {p: p.stat().st_mtime_ns for p in store.root.rglob("metrics.json")}
     counts = pipeline.run(plan, store)
-    assert counts == {"ran": 0, "skipped": 5, "failed": 0}
+    assert counts == {"ran": 0, "skipped": 5, "failed": 0, "reused": 0}
     assert stamps == {p: p.stat().st_mtime_ns for p in store.root.rglob("metrics.json")}
 
 
@@ -109,7 +109,7 @@ def test_failed_cell_is_recorded_and_study_goes_on(micro, monkeypatch):
     assert "pretraining cell failed" in errors["static/pt0/sst2/ft0"]
     monkeypatch.setattr("ablate.pretrain.pretrain", pipeline_pretrain)
     counts = pipeline.run(plan, store)  # the failed cells are retried, the rest skipped
-    assert counts == {"ran": 2, "skipped": 3, "failed": 0}
+    assert counts == {"ran": 2, "skipped": 3, "failed": 0, "reused": 0}
 
 
 def test_force_reruns(micro):
@@ -117,6 +117,44 @@ def test_force_reruns(micro):
     pipeline.run(plan, store)
     counts = pipeline.run(plan, store, force=True)
     assert counts["ran"] == 5
+
+
+def test_cells_finished_in_another_study_are_copied_not_rerun(micro, tmp_path):
+    """Studies share cells (every paper study has the dynamic FULL-SENTENCES arm): a cell with the same key
+    and identity, finished in another study of the same results directory, is copied in, not recomputed."""
+    plan, store = micro
+    pipeline.run(plan, store)
+    other = tmp_path / "other.yaml"
+    other.write_text(STUDY.replace("name: micro", "name: other").replace(
+        "static: {pretrain: {masking: static}}", "faster: {pretrain: {masking: dynamic, lr: 0.002}}").replace(
+        "baseline: static", "baseline: faster"))
+    plan_b = expand(load_study(other, "tiny"))
+    counts = pipeline.run(plan_b, store)
+    assert counts == {"ran": 2, "skipped": 0, "failed": 0, "reused": 3}  # dynamic, its fine-tune, random init
+    shared = next(c for c in plan_b.pretrain if c.variant == "dynamic")
+    a, b = store.pretrain("micro", shared.key), store.pretrain("other", shared.key)
+    assert b.metrics_path.read_bytes() == a.metrics_path.read_bytes()
+    assert (b.path / "loss.jsonl").read_bytes() == (a.path / "loss.jsonl").read_bytes()
+    assert (b.checkpoint / "model.safetensors").read_bytes() == (a.checkpoint / "model.safetensors").read_bytes()
+    spec_a, spec_b = (json.loads((r.path / "spec.json").read_text()) for r in (a, b))
+    assert spec_b["identity"] == spec_a["identity"] and spec_b["labels"]["copied_from"] == "micro"
+    assert "copied from results/micro/pretrain/" in (b.path / "log.txt").read_text()
+    res = collect(store, plan_b)
+    assert set(res.scores["variant"]) == {"faster", "dynamic", "random-init"}
+    assert pipeline.run(plan_b, store) == {"ran": 0, "skipped": 5, "failed": 0, "reused": 0}
+    assert pipeline.run(plan_b, store, force=True)["ran"] == 5  # --force computes, never copies
+
+
+def test_a_cell_is_not_copied_when_the_recorded_identity_differs(micro, tmp_path):
+    plan, store = micro
+    pipeline.run(plan, store)
+    for spec_path in (store.root / "micro").rglob("spec.json"):  # as if written by other code under the same key
+        spec = json.loads(spec_path.read_text())
+        spec["identity"]["v"] = -1
+        spec_path.write_text(json.dumps(spec))
+    other = tmp_path / "other.yaml"
+    other.write_text(STUDY.replace("name: micro", "name: other"))
+    assert pipeline.run(expand(load_study(other, "tiny")), store)["ran"] == 5
 
 
 def test_loss_curve_lines_are_json(micro):
