@@ -161,7 +161,7 @@ def reuse_finished(plan: Plan, store: Store) -> int:
         here = store.pretrain(name, cell.key) if kind == "pretrain" else store.finetune(name, cell.key)
         if here.is_done():
             continue
-        source = _finished_elsewhere(store, name, kind, cell)
+        source = finished_elsewhere(store, name, kind, cell)
         if source is not None:
             _copy_run(source, here, _labels(cell))
             n += 1
@@ -180,7 +180,8 @@ def _identity(cell: Union[PretrainCell, FinetuneCell]) -> dict:
     return finetune_identity(cell.config, cell.pretrain_key, cell.task, cell.seed)
 
 
-def _finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[RunDir]:
+def finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[RunDir]:
+    """A finished run of this cell (same key and recorded identity) in another study, that `run` can copy."""
 
     identity = _as_json(_identity(cell))
     for other in sorted(p for p in store.root.iterdir() if p.is_dir() and p.name != study and not p.name.startswith("_")):

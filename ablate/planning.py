@@ -33,19 +33,33 @@ def _status(run) -> str:
 
 
 def plan_rows(plan: Plan, store: Store) -> tuple[list[dict], str]:
+    """One row per cell; status: done, failed, pending, or `in <study>` (finished there: `run` copies it)."""
+    from ablate.pipeline import finished_elsewhere
+
     name = plan.study.name
     rows, pending_flops = [], 0.0
+
+    def status_of(kind: str, cell) -> str:
+        status = _status(store.pretrain(name, cell.key) if kind == "pretrain" else store.finetune(name, cell.key))
+        if status != "done" and store.root.is_dir():
+            source = finished_elsewhere(store, name, kind, cell)
+            if source is not None:
+                return f"in {source.path.parents[1].name}"
+        return status
+
     for c in plan.pretrain:
         flops = pretrain_flops(c.config)
-        status = _status(store.pretrain(name, c.key))
-        pending_flops += flops if status != "done" else 0
+        status = status_of("pretrain", c)
+        pending_flops += flops if status in ("pending", "failed") else 0
         rows.append({"stage": "pretrain", "cell": c.label, "key": c.key, "status": status,
                      "compute": f"{flops:.2e} FLOPs"})
     for c in plan.finetune:
-        status = _status(store.finetune(name, c.key))
-        rows.append({"stage": "finetune", "cell": c.label, "key": c.key, "status": status, "compute": ""})
+        rows.append({"stage": "finetune", "cell": c.label, "key": c.key, "status": status_of("finetune", c),
+                     "compute": ""})
     done = sum(r["status"] == "done" for r in rows)
-    summary = (f"{len(rows)} cells: {done} done, {len(rows) - done} to run; pending pretraining "
+    copied = sum(r["status"].startswith("in ") for r in rows)
+    summary = (f"{len(rows)} cells: {done} done, {copied} to copy from other studies, "
+               f"{len(rows) - done - copied} to run; pending pretraining "
                f"{pending_flops:.2e} FLOPs, roughly {pending_flops / ASSUMED_FLOPS / 60:.0f} min on a 2-core CPU "
                f"(fine-tuning extra)")
     return rows, summary

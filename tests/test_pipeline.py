@@ -129,6 +129,11 @@ def test_cells_finished_in_another_study_are_copied_not_rerun(micro, tmp_path):
         "static: {pretrain: {masking: static}}", "faster: {pretrain: {masking: dynamic, lr: 0.002}}").replace(
         "baseline: static", "baseline: faster"))
     plan_b = expand(load_study(other, "tiny"))
+    from ablate.planning import plan_rows
+
+    rows, summary = plan_rows(plan_b, store)
+    assert sorted(r["status"] for r in rows) == ["in micro"] * 3 + ["pending"] * 2
+    assert "3 to copy from other studies, 2 to run" in summary
     counts = pipeline.run(plan_b, store)
     assert counts == {"ran": 2, "skipped": 0, "failed": 0, "reused": 3}  # dynamic, its fine-tune, random init
     shared = next(c for c in plan_b.pretrain if c.variant == "dynamic")
