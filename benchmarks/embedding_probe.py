@@ -4,9 +4,12 @@ A diagnostic for the scale sweep: an MLM that has left its early plateau puts wo
 (numbers, months, days, colours, family words) close together in its input embedding space. For
 each checkpoint this prints the nearest neighbours of a few words and a score: the mean cosine
 similarity of words within a group minus the mean across groups (0 means no structure; the same
-architecture at random init is printed as the reference).
+architecture at random init is printed as the reference). With --linear-probe N it also fits a
+logistic regression on frozen, mean-pooled features (input embeddings, last layer) of N SST-2 training
+sentences and scores it on the validation set: how much sentiment the features carry before any
+fine-tuning (needs ABLATE_DATA_DIR).
 
-    python benchmarks/embedding_probe.py results/sweep-h128-l2-20m/pretrain/*/checkpoint
+    python benchmarks/embedding_probe.py results/sweep-h128-l2-20m/pretrain/*/checkpoint --linear-probe 8000
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+", help="pretraining checkpoint folders (save_pretrained output)")
     ap.add_argument("--tokenizer", help="tokenizer.json (default: the checkpoint's run spec names it in results/_cache)")
+    ap.add_argument("--linear-probe", type=int, default=0, metavar="N",
+                    help="also fit a logistic regression on frozen features of N SST-2 sentences")
     ap.add_argument("--json", help="also write the scores here")
     args = ap.parse_args()
 
@@ -86,9 +91,49 @@ def main() -> None:
             for w, i in single_tokens(tok, SHOW).items():
                 near = (e @ e[i]).topk(7).indices.tolist()[1:]
                 print(f"  {w:>8}: " + " ".join(vocab[j].replace("\u0120", "_") for j in near))
-            rows.append({"checkpoint": str(ck), "init": label, "group_score": score, "groups": per})
+            row = {"checkpoint": str(ck), "init": label, "group_score": score, "groups": per}
+            if args.linear_probe:
+                row["sst2_linear_probe"] = linear_probe(model, tok, args.linear_probe)
+                print("  SST-2 linear probe (validation accuracy): " +
+                      "  ".join(f"{k} {v:.1%}" for k, v in row["sst2_linear_probe"].items()))
+            rows.append(row)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def linear_probe(model, tok, n: int) -> dict[str, float]:
+    """Logistic regression on mean-pooled frozen features of n SST-2 training sentences -> validation accuracy."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from tokenizers import Tokenizer
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ablate.tasks import TASKS
+    from ablate.tasks.data import load_split
+
+    task = TASKS.get("sst2")
+    train, val = load_split(task, "train").shuffle(seed=0).select(range(n)), load_split(task, "validation")
+    tok = Tokenizer.from_str(tok.to_str())
+    tok.enable_truncation(model.config.max_position_embeddings - 2)
+    model.eval()
+
+    def pooled(texts) -> dict[str, np.ndarray]:
+        out = {"embeddings": [], "last layer": []}
+        for i in range(0, len(texts), 64):
+            ids = [e.ids for e in tok.encode_batch(texts[i:i + 64])]
+            x = torch.full((len(ids), max(map(len, ids))), model.config.pad_token_id)
+            for r, e in enumerate(ids):
+                x[r, :len(e)] = torch.tensor(e)
+            m = (x != model.config.pad_token_id).float()
+            with torch.no_grad():
+                hs = model.roberta(input_ids=x, attention_mask=m.long(), output_hidden_states=True).hidden_states
+            for name, h in (("embeddings", hs[0]), ("last layer", hs[-1])):
+                out[name].append(((h * m[..., None]).sum(1) / m.sum(1, keepdim=True)).numpy())
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    a, b = pooled(list(train["sentence"])), pooled(list(val["sentence"]))
+    return {k: float(LogisticRegression(max_iter=3000).fit(a[k], train["label"]).score(b[k], val["label"]))
+            for k in a}
 
 
 def random_init(config):
