@@ -191,8 +191,19 @@ def finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[Ru
             continue
         if kind == "pretrain" and not (run.checkpoint / "model.safetensors").exists():
             continue  # weights are not committed: a clone's other studies cannot lend a checkpoint
+        if kind == "finetune" and not _same_pretraining(other, cell):
+            continue
         return run
     return None
+
+
+def _same_pretraining(other: Path, cell: FinetuneCell) -> bool:
+    """A fine-tune is only as good as the checkpoint it started from: the other study's pretraining cell must
+    record our pretraining identity (one made by benchmarks/snapshot_checkpoint.py, say, does not)."""
+    if cell.pretrain_key is None:
+        return True
+    spec = read_json(other / "pretrain" / cell.pretrain_key / "spec.json")
+    return spec is not None and spec.get("identity") == _as_json(pretrain_identity(cell.config, cell.pretrain_seed))
 
 
 def _as_json(obj):

@@ -162,6 +162,21 @@ def test_a_cell_is_not_copied_when_the_recorded_identity_differs(micro, tmp_path
     assert pipeline.run(expand(load_study(other, "tiny")), store)["ran"] == 5
 
 
+def test_fine_tunes_of_a_different_checkpoint_under_the_same_key_are_not_copied(micro, tmp_path):
+    """A snapshot probe (benchmarks/snapshot_checkpoint.py) shares the run's keys but not its weights: neither
+    it nor the fine-tunes made from it may stand in for the real cells; random init still may."""
+    plan, store = micro
+    pipeline.run(plan, store)
+    for spec_path in (store.root / "micro" / "pretrain").glob("*/spec.json"):
+        spec = json.loads(spec_path.read_text())
+        spec["identity"]["snapshot_step"] = 6
+        spec_path.write_text(json.dumps(spec))
+    other = tmp_path / "other.yaml"
+    other.write_text(STUDY.replace("name: micro", "name: other"))
+    counts = pipeline.run(expand(load_study(other, "tiny")), store)
+    assert (counts["ran"], counts["reused"]) == (4, 1)
+
+
 def test_loss_curve_lines_are_json(micro):
     plan, store = micro
     pipeline.run(plan, store)
