@@ -182,7 +182,8 @@ def _identity(cell: Union[PretrainCell, FinetuneCell]) -> dict:
 
 def finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[RunDir]:
     """A finished run of this cell (same key and recorded identity) in another study, that `run` can copy."""
-
+    if not store.root.is_dir():
+        return None
     identity = _as_json(_identity(cell))
     for other in sorted(p for p in store.root.iterdir() if p.is_dir() and p.name != study and not p.name.startswith("_")):
         run = RunDir(other / kind / cell.key)
@@ -212,7 +213,6 @@ def _as_json(obj):
 
 
 def _copy_run(source: RunDir, target: RunDir, labels: dict) -> None:
-
     target.reset()
     shutil.rmtree(target.path / "resume", ignore_errors=True)
     spec = read_json(source.path / "spec.json")

@@ -41,7 +41,7 @@ def plan_rows(plan: Plan, store: Store) -> tuple[list[dict], str]:
 
     def status_of(kind: str, cell) -> str:
         status = _status(store.pretrain(name, cell.key) if kind == "pretrain" else store.finetune(name, cell.key))
-        if status != "done" and store.root.is_dir():
+        if status != "done":
             source = finished_elsewhere(store, name, kind, cell)
             if source is not None:
                 return f"in {source.path.parents[1].name}"

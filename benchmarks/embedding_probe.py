@@ -144,14 +144,14 @@ def random_init(config):
 
 
 def find_tokenizer(ck: Path) -> Path:
-    """The tokenizer a pretraining run used: results/_cache/tokenizer/<hash of its identity>/."""
+    """The tokenizer a pretraining run used: the package's cache entry for the data settings in its spec."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from ablate.expand import stable_hash
+    from ablate.data.tokenizer import tokenizer_dir
+    from ablate.spec import Config, DataSpec
+    from ablate.store import Store
 
     data = json.loads((ck.parent / "spec.json").read_text())["identity"]["data"]
-    ident = {"v": json.loads((ck.parent / "spec.json").read_text())["identity"]["v"], "corpus": data["corpus"],
-             "tokenizer": data["tokenizer"], "vocab_size": data["vocab_size"], "train_chars": data["tokenizer_train_chars"]}
-    path = ck.parents[3] / "_cache" / "tokenizer" / stable_hash(ident) / "tokenizer.json"
+    path = tokenizer_dir(Store(ck.parents[3]), Config(data=DataSpec(**data))) / "tokenizer.json"
     if not path.exists():
         sys.exit(f"no cached tokenizer for {ck} (looked for {path}); pass --tokenizer")
     return path
