@@ -72,8 +72,14 @@ def task_scores(scores: pd.DataFrame, task: str, metric: str, order: Optional[Se
     order = [v for v in variant_rows(order or [], present) if v in present]
     fig = Figure(figsize=(WIDTH, HEIGHT), layout="constrained")
     ax = fig.add_subplot()
-    sns.stripplot(data=sub, x="variant", y="score", hue="variant", order=order, hue_order=order,
-                  palette=_palette(order), jitter=0.15, size=6, alpha=0.8, legend=False, ax=ax)
+    # a strip plot with our own seeded jitter (seaborn's draws from numpy's global state): same data, same bytes
+    colors, rng = _palette(order), np.random.default_rng(0)
+    for i, v in enumerate(order):
+        ys = sub.loc[sub["variant"] == v, "score"].to_numpy()
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(ys)), ys, s=36, color=colors[v], alpha=0.8,
+                   edgecolors="none", zorder=3)
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.set_xticks(range(len(order)), order)
     medians = sub.groupby("variant")["score"].median()
     ax.scatter(range(len(order)), [medians[v] for v in order], marker="_", s=900, linewidths=2.5,
                color="black", zorder=5, label="median")

@@ -86,13 +86,36 @@ def build_reports(store: Store, out: Path) -> list[Path]:
     names = store.studies()
     if not names:
         raise UserError(f"no studies in {store.root}: run `ablate run STUDY` first")
-    written, entries = [], []
+    written, entries, verdicts = [], [], []
     for name in names:
         plan = study_plan(store, name)
         results = collect(store, plan)
         written.append(write_study_report(plan.study, results, out, _provenance(store, plan, results),
                                           _cell_times(store, plan)))
+        cmp = study_comparisons(plan.study, results)
         entries.append({"name": name, "description": plan.study.description, "scale": plan.study.scale,
-                        "verdicts": verdict_counts(study_comparisons(plan.study, results)), **results.counts})
+                        "verdicts": verdict_counts(cmp), **results.counts})
+        verdicts.append((name, cmp))
     written.append(write_index(entries, out))
+    written.extend(write_all_verdicts(verdicts, out))
     return written
+
+
+def write_all_verdicts(studies: list, out: Path) -> list[Path]:
+    """Every study's verdict rows in one table, a `study` column first: out/verdicts.{csv,md,tex} (the
+    README's Results table is this file)."""
+    import pandas as pd
+
+    from ablate.report import export_table, verdict_frame
+
+    frames = []
+    for name, cmp in studies:
+        df = verdict_frame(cmp)
+        if not df.empty:
+            frames.append(df.reset_index().assign(study=name))
+    if not frames:
+        return []
+    table = pd.concat(frames, ignore_index=True)
+    table = table[["study"] + [c for c in table.columns if c != "study"]].set_index("study")
+    out = Path(out)
+    return [out / name for name in export_table(table, out, "verdicts")]

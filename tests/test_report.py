@@ -407,7 +407,11 @@ def test_build_reports_on_every_study(tmp_path):
 
     written = build_reports(fake_store(tmp_path / "results"), tmp_path / "reports")
     names = [p.stem for p in STUDIES]
-    assert len(written) == len(names) + 1
+    assert len(written) == len(names) + 4  # a page per study, the index, verdicts.{csv,md,tex}
+    every = pd.read_csv(tmp_path / "reports" / "verdicts.csv")
+    assert set(every["study"]) == set(names)
+    assert "sentence_pair < segment_pair" in set(every.loc[every["study"] == "input_format", "claim"])
+    assert (tmp_path / "reports" / "verdicts.md").read_text(encoding="utf-8").startswith("| study |")
     index = (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
     for name in names:
         assert f'href="{name}/index.html"' in index
@@ -429,3 +433,17 @@ def test_build_reports_on_every_study(tmp_path):
 def test_report_import_stays_light():
     code = "import sys, ablate.report; bad = {'torch', 'transformers'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_reports_are_reproducible_from_the_results(tmp_path):
+    """`ablate report` on the committed results must give the committed reports: same bytes, every file."""
+    from ablate.reporting import build_reports
+
+    store = fake_store(tmp_path / "results")
+    build_reports(store, tmp_path / "a")
+    build_reports(store, tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) > 20
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    differ = [str(f) for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
+    assert not differ, differ
