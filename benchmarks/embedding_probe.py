@@ -9,7 +9,7 @@ logistic regression on frozen, mean-pooled features (input embeddings, last laye
 sentences and scores it on the validation set: how much sentiment the features carry before any
 fine-tuning (needs ABLATE_DATA_DIR).
 
-    python benchmarks/embedding_probe.py results/sweep-h128-l2-20m/pretrain/*/checkpoint --linear-probe 8000
+    python benchmarks/embedding_probe.py benchmarks/runs/sweep-h128-l2-20m/pretrain/*/checkpoint --linear-probe 8000
 """
 
 from __future__ import annotations

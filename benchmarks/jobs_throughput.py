@@ -73,6 +73,16 @@ def _worker(threads: int, seconds: float, scale: str, batch: int, results: str, 
     q.put(tokens / (time.perf_counter() - t0))
 
 
+def _prepare(args) -> None:
+    from ablate.data.corpus import prepare_corpus
+    from ablate.data.tokenizer import load_tokenizer
+    from ablate.store import Store
+
+    cfg, store = _config(args.scale, args.batch), Store(Path(args.results))
+    load_tokenizer(store, cfg)
+    prepare_corpus(store, cfg)
+
+
 def measure(procs: int, threads: int, args) -> float:
     """Total tokens/s of `procs` processes with `threads` threads each, running together."""
     ctx = mp.get_context("spawn")
@@ -104,6 +114,7 @@ def main() -> None:
 
     args.batch = args.batch or SCALE_PRESETS[args.scale]["pretrain"]["batch_size"]
     threads = max(1, args.cores // args.jobs)
+    _prepare(args)  # the data cache, once, before any worker starts
     seq, par = [], []
     for r in range(args.rounds):
         seq.append(measure(1, args.cores, args))

@@ -8,7 +8,7 @@ and compare: held-out MLM perplexity against the unigram level, and the SST-2 ma
 init (median over fine-tuning seeds). The `cpu` preset is the cheapest shape whose margin is at
 least 3 points with perplexity far below the unigram level.
 
-Each shape is an ordinary study (benchmarks/results/sweep/<shape>.yaml, results in results/) so
+Each shape is an ordinary study (benchmarks/results/sweep/<shape>.yaml, runs in benchmarks/runs/) so
 `ablate report` shows it too, and a rerun skips what is done.
 
     python benchmarks/scale_sweep.py --budget-min 10
@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--ft-lr", type=float, default=3e-4, help="SST-2 fine-tuning learning rate, both arms")
     ap.add_argument("--ft-seeds", type=int, default=5, help="fine-tuning seeds per arm (random init varies a lot)")
     ap.add_argument("--shapes", nargs="+", default=["h128-l2", "h128-l4", "h192-l4"], choices=list(SHAPES))
-    ap.add_argument("--results", default=str(REPO / "results"))
+    ap.add_argument("--results", default=str(REPO / "benchmarks" / "runs"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = ap.parse_args()
     os.environ.setdefault("ABLATE_DATA_DIR", str(REPO.parent / "shared" / "data"))

@@ -6,9 +6,9 @@ This copies the model weights of such a state into a probe study's store as a fi
 fine-tunes from it. The probe study must have the same pretraining settings as the source run (so the
 same key): only its name and fine-tuning settings differ.
 
-    cp -r results/sweep-h128-l2-80m/pretrain/<key>/resume /tmp/resume-9400   # while the run is at step 9400
+    cp -r benchmarks/runs/sweep-h128-l2-80m/pretrain/<key>/resume /tmp/resume-9400   # while the run is at step 9400
     python benchmarks/snapshot_checkpoint.py /tmp/resume-9400 benchmarks/results/probes/mid-9400.yaml
-    ablate run benchmarks/results/probes/mid-9400.yaml
+    ablate run benchmarks/results/probes/mid-9400.yaml --results benchmarks/runs
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("resume", type=Path, help="a copy of <run>/resume/ (state.json + tensors.safetensors)")
     ap.add_argument("study", type=Path, help="the probe study (one pretraining cell, the source run's settings)")
     ap.add_argument("--source", default="", help="where the state came from, recorded in the spec")
-    ap.add_argument("--results", type=Path, default=REPO / "results")
+    ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "runs")
     args = ap.parse_args()
 
     from safetensors.torch import load_file

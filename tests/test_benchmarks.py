@@ -38,3 +38,16 @@ def test_corpus_prep_benchmark_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(out.read_text())
     assert data["speedup_median"] > 0 and data["reload_s"] < 2
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_jobs_throughput_benchmark_runs(tmp_path):
+    out = tmp_path / "jobs.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "jobs_throughput.py"), "--scale", "tiny",
+                           "--jobs", "2", "--seconds", "1", "--rounds", "1", "--results", str(tmp_path / "results"),
+                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["jobs"] == 2 and data["threads_per_job"] >= 1
+    assert all(x > 0 for x in data["sequential_tokens_per_s"] + data["parallel_tokens_per_s"])
