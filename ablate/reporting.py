@@ -21,7 +21,9 @@ def study_plan(store: Store, name: str) -> Plan:
         spec = load_study(folder / "study.yaml", last.get("scale"))
     except UserError as e:
         raise UserError(f"results/{name} holds a study file that no longer loads: {e}") from None
-    return expand(spec)
+    # shown as the file the study was run from, not this copy's absolute path (reports must not depend on
+    # where the results directory sits)
+    return expand(spec.model_copy(update={"path": str(last.get("study_file") or f"{name}/study.yaml")}))
 
 
 def study_status(store: Store, name: str) -> dict:

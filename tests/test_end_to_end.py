@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -42,3 +43,19 @@ def test_masking_study_tiny_end_to_end(tmp_path):
     assert time.perf_counter() - t0 < 30
     r = runner.invoke(app, ["ls", "--results", str(results)])
     assert "masking (scale tiny): 14 done, 0 failed, 0 pending" in r.output
+
+    # A fresh clone has what git keeps (.gitignore): no checkpoints, resume states or data caches.
+    clone = tmp_path / "clone"
+    shutil.copytree(results, clone, ignore=shutil.ignore_patterns("checkpoint", "resume", "_cache", ".lock", "*.npy",
+                                                                  "*.safetensors"))
+    assert not list(clone.rglob("checkpoint"))
+    r = runner.invoke(app, ["run", MASKING, "--scale", "tiny", "--results", str(clone), "--no-progress"])
+    assert r.exit_code == 0 and "0 ran" in r.output, r.output
+    assert not (clone / "_cache").exists()  # nothing was prepared: no work at all
+    # and the report regenerates from the kept files alone, byte for byte
+    r = runner.invoke(app, ["report", "--results", str(clone), "--out", str(tmp_path / "reports2")])
+    assert r.exit_code == 0, r.output
+    files = sorted(f.relative_to(reports) for f in reports.rglob("*") if f.is_file())
+    assert files == sorted(f.relative_to(tmp_path / "reports2") for f in (tmp_path / "reports2").rglob("*")
+                           if f.is_file())
+    assert [str(f) for f in files if (reports / f).read_bytes() != (tmp_path / "reports2" / f).read_bytes()] == []
