@@ -328,13 +328,28 @@ def _begin(cell: Union[PretrainCell, FinetuneCell], ctx: CellContext, store: Sto
     return run
 
 
-def _attempt(run: RunDir, work) -> Outcome:
+_SUMMARY_KEYS = ("steps", "tokens_seen", "heldout_ppl", "unigram_ppl", "final_train_loss", "heldout_nsp_accuracy",
+                 "metrics", "threads", "device")
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _attempt(run: RunDir, work, label: str = "") -> Outcome:
     """Run `work()` and record its metrics, or its error (the study goes on). UserError, Ctrl-C and a
-    full disk stop the study; what finished before stays finished."""
+    full disk stop the study; what finished before stays finished. The run's log.txt gets a line when the
+    attempt starts (with the resume step, if any) and when it ends."""
     t0 = time.time()
+    state = run.path / "resume" / "state.json"  # a pretraining cell's last checkpoint (ablate/resume.py)
+    step = ((read_json(state) if state.exists() else None) or {}).get("counters", {}).get("step")
+    where = f", resuming at step {step}" if step else ""
+    run.log(f"[{_stamp()}] {label or run.path.name}: started (pid {os.getpid()}){where}")
     try:
         metrics = work()
         metrics["wall_total_s"] = time.time() - t0
+        summary = {k: metrics[k] for k in _SUMMARY_KEYS if k in metrics}
+        run.log(f"[{_stamp()}] finished in {metrics['wall_total_s']:.0f} s: {json.dumps(summary, default=str)}")
         run.finish(metrics)
     except (UserError, KeyboardInterrupt):
         raise
@@ -377,7 +392,7 @@ def _run_pretrain(cell: PretrainCell, ctx: CellContext, store: Store, reporter: 
         return pretrain(cell, run, folder, tok.get_vocab_size(), ctx.runtime, reporter.step, batch,
                         token_char_lengths(tok))
 
-    return _attempt(run, work)
+    return _attempt(run, work, label)
 
 
 def _run_finetune(cell: FinetuneCell, ctx: CellContext, store: Store, reporter: Reporter) -> Outcome:
@@ -394,4 +409,4 @@ def _run_finetune(cell: FinetuneCell, ctx: CellContext, store: Store, reporter: 
             tok = load_tokenizer(store, cell.config)
         return finetune(cell, checkpoint, tok, ctx.runtime, reporter.step)
 
-    return _attempt(run, work)
+    return _attempt(run, work, label)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,7 +105,8 @@ def run_cli(*args: str) -> str:
 
 def snapshot(root: Path) -> dict:
     """Every file of the study's run directories (and its study records), content made comparable: JSON
-    without timing fields, other files as bytes (loss curves, checkpoints, logs)."""
+    without timing fields, logs without clock times, pids and durations, other files as bytes (loss
+    curves, checkpoints)."""
     out = {}
     for path in sorted((root / "micro").rglob("*")):
         if not path.is_file():
@@ -112,6 +114,9 @@ def snapshot(root: Path) -> dict:
         rel = path.relative_to(root).as_posix()
         if path.suffix == ".json":
             out[rel] = strip_timing(json.loads(path.read_text()))
+        elif path.name == "log.txt":  # its clock times, pids and durations are timing too
+            text = re.sub(r"^\[[\d: -]+\] ", "", path.read_text(), flags=re.M)
+            out[rel] = re.sub(r"finished in \d+ s", "finished", re.sub(r"\(pid \d+\)", "", text))
         else:
             out[rel] = path.read_bytes()
     return out
@@ -233,7 +238,9 @@ def test_ray_resume_never_resubmits_finished_cells(env, local_results, ray_resul
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # finished cells untouched
     log = Store(root).pretrain("micro", diverge.key).path / "log.txt"
     assert log.read_text().count("diverged at step") == 2  # the retry's log appended, as a local rerun does
-    assert_same_store(root, local_results, skip=frozenset({log.relative_to(root).as_posix()}))
+    ft_log = Store(root).finetune("micro", static_ft.key).path / "log.txt"
+    assert ft_log.read_text().count("started") == 2 and ft_log.read_text().count("finished") == 2  # killed, rerun
+    assert_same_store(root, local_results, skip=frozenset({p.relative_to(root).as_posix() for p in (log, ft_log)}))
 
 
 def test_executor_ray_without_ray_exits_2_with_one_line(env, tmp_path, monkeypatch):

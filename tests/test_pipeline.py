@@ -47,6 +47,12 @@ def test_run_then_rerun_skips(micro):
     pre = res.pretrain.set_index("variant")
     assert (pre["heldout_ppl"] > 1).all() and (pre["tokens_seen"] > 0).all()
     assert len(res.curves) == 2 * 3  # 12 steps, a point every 4
+    for run_dir in [p.parent for p in store.root.rglob("metrics.json")]:  # every cell keeps a log
+        log = (run_dir / "log.txt").read_text(encoding="utf-8").splitlines()
+        assert "started" in log[0] and "finished in" in log[-1], log
+    pre_log = next(store.root.rglob("pretrain/*/log.txt")).read_text(encoding="utf-8")
+    assert '"heldout_ppl"' in pre_log and '"steps": 12' in pre_log
+    assert '"metrics": {"accuracy"' in next(store.root.rglob("finetune/*/log.txt")).read_text(encoding="utf-8")
     stamps = {p: p.stat().st_mtime_ns for p in store.root.rglob("metrics.json")}
     counts = pipeline.run(plan, store)
     assert counts == {"ran": 0, "skipped": 5, "failed": 0, "reused": 0}

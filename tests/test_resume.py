@@ -72,6 +72,8 @@ def test_resumed_run_equals_uninterrupted(tmp_path, tiny_data_root, monkeypatch,
     wb = (resumed.checkpoint / "model.safetensors").read_bytes()
     assert wa == wb
     assert not (resumed.path / "resume").exists()  # cleaned up once the cell is done
+    log = (resumed.path / "log.txt").read_text(encoding="utf-8")
+    assert "resuming at step 20" in log and log.count("started") == 2  # the killed attempt, then the resumed one
 
 
 def test_nsp_run_resumes_exactly(tmp_path, tiny_data_root, monkeypatch):
