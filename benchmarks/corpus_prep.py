@@ -4,8 +4,9 @@ Both start from the same Parquet shard and the same trained byte-level BPE token
 token blocks of --max-len. Baseline: `datasets.load_dataset("parquet")`, `.map(tokenizer(...),
 batched=True)` with the fast tokenizer, then `.map(group_texts, batched=True)` exactly as
 transformers' examples/pytorch/language-modeling/run_mlm.py does. Ablate: ablate.data.corpus
-(sentence split, `encode_batch`, FULL-SENTENCES packing into a numpy array). Runs alternate for
---rounds rounds; we print seconds for each, the ratio, and how long a prepared cache takes to reload.
+(sentence split and byte-level BPE in `prep_workers()` processes, FULL-SENTENCES packing into a numpy
+array). Runs alternate for --rounds rounds; we print seconds for each, the ratio of the medians with the
+range of the per-round ratios, and how long a prepared cache takes to reload.
 
     python benchmarks/corpus_prep.py
 """
@@ -67,7 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shard", default="train-00005-of-00006.parquet", help="corpus shard (10M characters)")
     ap.add_argument("--max-len", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--results", default=str(REPO / "results"))
     ap.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "corpus_prep.json"))
     args = ap.parse_args()
@@ -109,12 +110,17 @@ def main() -> None:
     np.load(folder / "unigram.npy")
     int(train.blocks[-1, 0]) + int(held.blocks[-1, 0])
     reload_s = time.perf_counter() - t0
+    from ablate.data.sentences import prep_workers
+
     ratio = statistics.median(times["baseline"]) / statistics.median(times["ablate"])
+    per_round = [b / a for b, a in zip(times["baseline"], times["ablate"])]
     out = {"shard": args.shard, "max_len": args.max_len, "seconds": times, "tokens": tokens,
-           "speedup_median": round(ratio, 2), "reload_s": round(reload_s, 4)}
+           "speedup_median": round(ratio, 2), "speedup_rounds": [round(r, 2) for r in per_round],
+           "prep_workers": prep_workers(), "reload_s": round(reload_s, 4)}
     for k, v in times.items():
         print(f"{k:9s} {statistics.median(v):7.1f} s  ({tokens[k] / statistics.median(v) / 1e3:.0f}k tokens/s)")
-    print(f"speed-up ablate vs datasets.map + group_texts: {ratio:.2f}x; cached arrays reload in {reload_s:.3f} s")
+    print(f"speed-up ablate vs datasets.map + group_texts: {ratio:.2f}x (rounds {min(per_round):.2f}-"
+          f"{max(per_round):.2f}, {prep_workers()} workers); cached arrays reload in {reload_s:.3f} s")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 

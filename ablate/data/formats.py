@@ -87,43 +87,79 @@ class _Rows:
 
 
 def _pack_contiguous(s: Sentences, max_len: int, cross_documents: bool) -> Packed:
-    rows = _Rows(max_len)
+    """Greedy packing, planned on sentence lengths in Python and laid out with one numpy gather."""
     cap = max_len - 2  # room for <s> and </s>
-    sep = np.array([EOS], dtype=np.int32)
-    cur: list[np.ndarray] = []
+    sent_len = np.diff(s.sent_start).tolist()
+    starts = s.sent_start.tolist()
+    src: list[int] = []  # per content piece: where its tokens start in s.tokens (-1: a </s> separator)
+    n_tok: list[int] = []  # its length
+    row_pieces: list[int] = []  # pieces per block
+    lengths: list[int] = []  # content tokens per block
+    cur_pieces = 0
     size = 0
     boundary = False  # a document ended inside the current block
 
     def close() -> None:
-        nonlocal cur, size, boundary
-        if cur:
-            rows.add([[BOS], *cur, [EOS]])
-        cur, size, boundary = [], 0, False
+        nonlocal cur_pieces, size, boundary
+        if cur_pieces:
+            row_pieces.append(cur_pieces)
+            lengths.append(size)
+        cur_pieces, size, boundary = 0, 0, False
 
+    doc_start = s.doc_start.tolist()
     for d in range(s.n_docs):
-        if cur:
+        if cur_pieces:
             if cross_documents:
                 boundary = True  # the separator goes in only if the next sentence joins this block
             else:
                 close()
-        for i in s.doc_sentences(d):
-            sent = s.sentence(i)
-            while len(sent) > cap:  # an over-long sentence fills blocks of its own
+        for i in range(doc_start[d], doc_start[d + 1]):
+            at, n = starts[i], sent_len[i]
+            while n > cap:  # an over-long sentence fills blocks of its own
                 close()
-                rows.add([[BOS], sent[:cap], [EOS]])
-                sent = sent[cap:]
-            if not len(sent):
+                src.append(at)
+                n_tok.append(cap)
+                row_pieces.append(1)
+                lengths.append(cap)
+                at, n = at + cap, n - cap
+            if not n:
                 continue
-            if size + boundary + len(sent) > cap:
+            if size + boundary + n > cap:
                 close()
             if boundary:
-                cur.append(sep)
+                src.append(-1)
+                n_tok.append(1)
+                cur_pieces += 1
                 size += 1
                 boundary = False
-            cur.append(sent)
-            size += len(sent)
+            src.append(at)
+            n_tok.append(n)
+            cur_pieces += 1
+            size += n
     close()
-    return rows.result(pair=False)
+    return _layout(s.tokens, max_len, np.asarray(src, dtype=np.int64), np.asarray(n_tok, dtype=np.int64),
+                   np.asarray(row_pieces, dtype=np.int64), np.asarray(lengths, dtype=np.int64))
+
+
+def _layout(tokens: np.ndarray, max_len: int, src: np.ndarray, n_tok: np.ndarray, row_pieces: np.ndarray,
+            content: np.ndarray) -> Packed:
+    """Blocks <s> piece piece ... </s> from pieces of `tokens` (src -1: a </s>), row_pieces pieces per block."""
+    n_rows = len(content)
+    lengths = (content + 2).astype(np.int32)
+    blocks = np.full((n_rows, max_len), PAD, dtype=np.int32)
+    if not n_rows:
+        return Packed(blocks, lengths)
+    ext = np.concatenate([tokens.astype(np.int32, copy=False), np.array([EOS], dtype=np.int32)])
+    piece_src = np.where(src < 0, len(tokens), src)  # a separator reads the EOS appended at the end
+    total = int(n_tok.sum())
+    offset_in_piece = np.arange(total) - np.repeat(np.cumsum(n_tok) - n_tok, n_tok)
+    gather = np.repeat(piece_src, n_tok) + offset_in_piece
+    rows = np.repeat(np.arange(n_rows), content)
+    cols = 1 + np.arange(total) - np.repeat(np.cumsum(content) - content, content)
+    blocks[rows, cols] = ext[gather]
+    blocks[:, 0] = BOS
+    blocks[np.arange(n_rows), lengths - 1] = EOS
+    return Packed(blocks, lengths)
 
 
 def pack_full_sentences(s: Sentences, max_len: int) -> Packed:

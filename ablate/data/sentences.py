@@ -11,9 +11,11 @@ smaller token budget is a prefix of a larger one.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from itertools import chain
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -61,39 +63,138 @@ class Sentences:
                          self.doc_start[: n_docs + 1])
 
 
-def tokenize_documents(docs: Iterable[str], tok, max_tokens: Optional[int]) -> Sentences:
-    """Split and tokenize documents in order; stop after the document that reaches max_tokens."""
-    chunks: list[np.ndarray] = []
-    sent_lens: list[int] = []
+CHUNK_CHARS = 400_000  # documents go to the workers in chunks of about this many characters
+
+
+class _LibraryEncoder:
+    def __init__(self, tok):
+        self.tok = tok
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+
+def _encoder(tok):
+    """What encodes sentences: the fast byte-level path where it gives the same ids, else the tokenizer itself."""
+    from ablate.data.fastbpe import fast_encoder
+
+    return fast_encoder(tok) or _LibraryEncoder(tok)
+
+
+def _encode_chunk(docs: list[str], tok) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Documents -> (token ids of all their sentences, each sentence's length, each kept document's sentence count)."""
+    sents: list[str] = []
     doc_sizes: list[int] = []
-    pending: list[str] = []
-    pending_docs: list[int] = []
-    total = 0
-
-    def flush() -> None:
-        nonlocal total
-        encodings = tok.encode_batch(pending, add_special_tokens=False)
-        for enc in encodings:
-            ids = np.asarray(enc.ids, dtype=np.int32)
-            chunks.append(ids)
-            sent_lens.append(len(ids))
-            total += len(ids)
-        doc_sizes.extend(pending_docs)
-        pending.clear()
-        pending_docs.clear()
-
     for doc in docs:
-        sents = [s for para in doc.split("\n\n") for s in split_sentences(para)]
-        if not sents:
-            continue
-        pending.extend(sents)
-        pending_docs.append(len(sents))
-        if len(pending) >= ENCODE_BATCH:
-            flush()
+        found = [s for para in doc.split("\n\n") for s in split_sentences(para)]
+        if found:
+            sents.extend(found)
+            doc_sizes.append(len(found))
+    ids: list[list[int]] = []
+    for i in range(0, len(sents), ENCODE_BATCH):
+        ids.extend(tok.encode_batch(sents[i: i + ENCODE_BATCH]))
+    lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    tokens = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lens.sum()))
+    return tokens, lens, doc_sizes
+
+
+_WORKER_TOK = None
+
+
+def _worker_init(tokenizer_json: str) -> None:
+    global _WORKER_TOK
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker; the workers are the parallelism
+    from tokenizers import Tokenizer
+
+    _WORKER_TOK = _encoder(Tokenizer.from_str(tokenizer_json))
+
+
+def _worker_encode(docs: list[str]):
+    return _encode_chunk(docs, _WORKER_TOK)
+
+
+def _chunks(docs: Iterable[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    size = 0
+    for doc in docs:
+        chunk.append(doc)
+        size += len(doc)
+        if size >= CHUNK_CHARS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def prep_workers() -> int:
+    """Processes for sentence splitting and tokenization: ABLATE_PREP_WORKERS, else the usable cores (at most 8)."""
+    if os.environ.get("ABLATE_PREP_WORKERS"):
+        return max(1, int(os.environ["ABLATE_PREP_WORKERS"]))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def _encoded_chunks(docs: Iterable[str], tok, workers: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[int]]]:
+    """Encoded chunks in document order. Splitting and encoding are per sentence and deterministic, so the
+    result is the same for any number of workers; more than one worker starts only when there is a second chunk."""
+    chunks = _chunks(docs)
+    first = next(chunks, None)
+    if first is None:
+        return
+    second = next(chunks, None)
+    if second is None or workers <= 1:
+        enc = _encoder(tok)
+        yield _encode_chunk(first, enc)
+        if second is not None:
+            yield _encode_chunk(second, enc)
+            for chunk in chunks:
+                yield _encode_chunk(chunk, enc)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, never fork: the caller may hold torch or tokenizer threads
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                             initargs=(tok.to_str(),)) as pool:
+        pending = deque([pool.submit(_worker_encode, first), pool.submit(_worker_encode, second)])
+        try:
+            for chunk in chunks:  # keep a bounded number of chunks in flight, so a token budget stops early
+                pending.append(pool.submit(_worker_encode, chunk))
+                while len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def tokenize_documents(docs: Iterable[str], tok, max_tokens: Optional[int],
+                       workers: Optional[int] = None) -> Sentences:
+    """Split and tokenize documents in order; stop after the document that reaches max_tokens.
+
+    The work runs in `workers` processes (default `prep_workers()`), chunks of documents at a time."""
+    token_chunks: list[np.ndarray] = []
+    len_chunks: list[np.ndarray] = []
+    doc_sizes: list[int] = []
+    total = 0
+    gen = _encoded_chunks(docs, tok, prep_workers() if workers is None else workers)
+    try:
+        for tokens, lens, sizes in gen:
+            token_chunks.append(tokens)
+            len_chunks.append(lens)
+            doc_sizes.extend(sizes)
+            total += len(tokens)
             if max_tokens is not None and total >= max_tokens:
                 break
-    if pending:
-        flush()
+    finally:
+        gen.close()
+    sent_lens = np.concatenate(len_chunks) if len_chunks else np.zeros(0, dtype=np.int64)
+    tokens = np.concatenate(token_chunks) if token_chunks else np.zeros(0, dtype=np.int32)
     if max_tokens is not None:  # trim whole documents beyond the budget (keep the one that crosses it)
         ends = np.cumsum(sent_lens)
         keep_docs, seen = 0, 0
@@ -104,8 +205,8 @@ def tokenize_documents(docs: Iterable[str], tok, max_tokens: Optional[int]) -> S
                 break
         doc_sizes = doc_sizes[:keep_docs]
         n = sum(doc_sizes)
-        chunks, sent_lens = chunks[:n], sent_lens[:n]
-    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+        sent_lens = sent_lens[:n]
+        tokens = tokens[: int(sent_lens.sum())]
     sent_start = np.concatenate([[0], np.cumsum(sent_lens)]).astype(np.int64)
     doc_start = np.concatenate([[0], np.cumsum(doc_sizes)]).astype(np.int64)
     return Sentences(tokens, sent_start, doc_start)
