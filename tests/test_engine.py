@@ -133,3 +133,41 @@ def test_trainer_with_micro_batches_matches_whole_batch_step():
     assert la == pytest.approx(lb, rel=1e-5)
     for pa, pb in zip(a.params, b.params):
         assert torch.allclose(pa, pb, atol=1e-6)
+
+
+def test_keep_scale_is_the_drop_mask_as_a_multiplier():
+    """Dropout as x * keep_scale draws the same bits as drop_mask and keeps x * (1 / (1 - p)) exactly."""
+    a, b = DropoutRNG(7), DropoutRNG(7)
+    x = torch.randn(37, 19)
+    mask = a.drop_mask(x.shape, 0.1)
+    keep = b.keep_scale(x.shape, 0.1, 1.0 / 0.9)
+    assert torch.equal(x * keep, x.masked_fill(mask, 0.0) * (1.0 / 0.9))
+    assert torch.equal(keep == 0, mask) and a.state() == b.state()
+    assert set(b.keep_scale((50, 3), 0.5, 1.0).unique().tolist()) == {0.0, 1.0}
+
+
+def test_unpadded_loss_path_equals_the_padded_one_bit_for_bit():
+    """pretrain_losses reads the masked rows (and NSP's first tokens) from the unpadded states; with
+    dropout on, it must give exactly the loss and gradients of encoder_forward + the [B, L, H] gather."""
+    from ablate.engine import masked_lm_loss_from_hidden, pretrain_losses
+    from ablate.model import NSPHead
+
+    cfg, model, inputs, attn, labels = setup()
+    model.train()
+    torch.manual_seed(1)
+    head = NSPHead(cfg.model)
+    nsp = torch.tensor([0, 1, 0, 1, 1, 0])
+    out = pretrain_losses(model, head, Batch(inputs, attn, labels, None, nsp), DropoutRNG(3))
+    out["loss"].backward()
+    fast = [p.grad.clone() for p in [*model.parameters(), *head.parameters()]]
+    for p in [*model.parameters(), *head.parameters()]:
+        p.grad = None
+    rng = DropoutRNG(3)
+    hidden = encoder_forward(model, inputs, attn, rng)
+    mlm_sum, n = masked_lm_loss_from_hidden(model, hidden, labels, "sum")
+    logits = head(hidden[:, 0], rng)
+    ref = mlm_sum / n + torch.nn.functional.cross_entropy(logits, nsp, reduction="sum") / 6
+    ref.backward()
+    assert bool(~attn.bool().all()) and torch.equal(out["loss"].detach(), ref.detach())
+    for g, p in zip(fast, [*model.parameters(), *head.parameters()]):
+        assert (g is None and p.grad is None) or torch.equal(g, p.grad)
