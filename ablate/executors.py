@@ -136,12 +136,30 @@ class LocalExecutor:
         self._queue.clear()
 
 
+def _die_with_parent() -> None:
+    """A worker must not outlive its driver (killed, or stopped with SIGTERM): an orphan would go on writing
+    its cell while a resumed run, which takes the dead driver's lock over, starts the same cell. Linux:
+    the kernel sends SIGKILL when the parent dies (the cell resumes from its last checkpoint)."""
+    import ctypes
+    import multiprocessing
+    import signal
+
+    parent = multiprocessing.parent_process()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the worker notices at its next send to the driver
+    if parent is not None and os.getppid() != parent.pid:  # the driver died before prctl took effect
+        os._exit(1)
+
+
 def _worker_main(ctx: CellContext, root: str, cache_root: str, conn) -> None:
     """A --jobs worker process: run the cells it is sent into the shared store, answer each with its outcome;
     None means stop. Heavy imports happen once per worker, not once per cell."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops the workers
+    _die_with_parent()
     store = Store(Path(root), Path(cache_root))
     while True:
         try:

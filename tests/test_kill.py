@@ -98,3 +98,48 @@ def test_sigkill_at_random_moments(tmp_path, tiny_data_root):
     for m, stamp in finished.items():
         assert m.stat().st_mtime_ns == stamp, f"{m} was recomputed"
     assert outcomes(results) == expected
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_jobs_workers_die_with_their_driver(tiny_data_root, tmp_path):
+    """SIGKILL the driver of `ablate run --jobs 2`: its workers must go too, so a resumed run never races an
+    orphan writing the same cell."""
+    study = tmp_path / "killme.yaml"
+    study.write_text(STUDY.replace("steps: 400", "steps: 4000"))
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(study), "--results", str(tmp_path / "r"),
+                             "--no-progress", "--jobs", "2", "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers: set[int] = set()
+    while time.time() < deadline and len(workers) < 2:
+        assert proc.poll() is None, "the run ended before its workers started"
+        workers = {c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()}
+        time.sleep(0.2)
+    assert len(workers) == 2
+    time.sleep(3)  # into their cells
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    orphans = [w for w in workers if _alive(w)]
+    for w in orphans:  # never leave them running
+        os.kill(w, signal.SIGKILL)
+    assert not orphans, "a worker outlived its driver"
