@@ -66,6 +66,13 @@ def _provenance(store: Store, plan: Plan, results) -> dict:
     return prov
 
 
+def cell_wall_s(metrics: dict):
+    """A finished cell's wall time: a pretraining's `wall_s` adds up every attempt's training (resumes
+    included), `wall_total_s` is the last attempt's, evaluation included; the larger is the better figure."""
+    times = [float(metrics[k]) for k in ("wall_s", "wall_total_s") if metrics.get(k) is not None]
+    return max(times) if times else None
+
+
 def _cell_times(store: Store, plan: Plan):
     """Wall time of every finished cell, from its metrics.json: DataFrame (stage, cell, wall_s)."""
     import pandas as pd
@@ -76,7 +83,7 @@ def _cell_times(store: Store, plan: Plan):
         for cell in cells:
             m = run_of(plan.study.name, cell.key).metrics()
             if m is not None:
-                rows.append({"stage": stage, "cell": cell.label, "wall_s": m.get("wall_total_s", m.get("wall_s"))})
+                rows.append({"stage": stage, "cell": cell.label, "wall_s": cell_wall_s(m)})
     return pd.DataFrame(rows, columns=["stage", "cell", "wall_s"])
 
 
@@ -100,7 +107,53 @@ def build_reports(store: Store, out: Path) -> list[Path]:
         verdicts.append((name, cmp))
     written.append(write_index(entries, out))
     written.extend(write_all_verdicts(verdicts, out))
+    written.extend(write_compute(store, names, out))
     return written
+
+
+def compute_frame(store: Store, names: list[str]):
+    """The compute each study's finished cells used, from their metrics.json and spec.json: a row per study and
+    stage, cells run there vs copied in from another study (counted where they ran, so the total counts each
+    computation once), the cells' summed wall time and estimated FLOPs, and the machines and commits they ran on."""
+    import pandas as pd
+
+    rows, all_wall, all_flops = [], 0.0, 0.0
+    for name in names:
+        for stage in ("pretrain", "finetune"):
+            ran = copied = 0
+            wall = flops = 0.0
+            machines, commits = set(), set()
+            for path in sorted((store.study_dir(name) / stage).glob("*/metrics.json")):
+                labels = (read_json(path.parent / "spec.json") or {}).get("labels", {})
+                if labels.get("copied_from"):
+                    copied += 1
+                    continue
+                m = read_json(path) or {}
+                ran += 1
+                wall += cell_wall_s(m) or 0.0
+                flops += float(m.get("flops") or 0.0)
+                gpu = f", {labels['cuda']}" if labels.get("cuda") else ""
+                machines.add(f"{labels.get('processor') or labels.get('machine') or '?'} x{labels.get('cpu_count', '?')}{gpu}")
+                commits.add(str(labels.get("git_commit") or "?")[:7])
+            all_wall, all_flops = all_wall + wall, all_flops + flops
+            rows.append({"study": name, "stage": stage, "cells run": ran, "cells copied": copied,
+                         "cell hours": round(wall / 3600, 2), "FLOPs (est.)": f"{flops:.3g}" if flops else "",
+                         "machines": "; ".join(sorted(machines)), "commits": " ".join(sorted(commits))})
+    df = pd.DataFrame(rows, columns=["study", "stage", "cells run", "cells copied", "cell hours", "FLOPs (est.)",
+                                     "machines", "commits"])
+    if len(df):
+        df.loc[len(df)] = {"study": "all", "stage": "", "cells run": int(df["cells run"].sum()),
+                           "cells copied": int(df["cells copied"].sum()), "cell hours": round(all_wall / 3600, 2),
+                           "FLOPs (est.)": f"{all_flops:.3g}" if all_flops else "", "machines": "", "commits": ""}
+    return df.set_index("study")
+
+
+def write_compute(store: Store, names: list[str], out: Path) -> list[Path]:
+    """out/compute.{csv,md,tex}: compute_frame (the README's compute figures are this file)."""
+    from ablate.report import export_table
+
+    out = Path(out)
+    return [out / name for name in export_table(compute_frame(store, names), out, "compute")]
 
 
 def write_all_verdicts(studies: list, out: Path) -> list[Path]:

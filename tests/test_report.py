@@ -407,7 +407,7 @@ def test_build_reports_on_every_study(tmp_path):
 
     written = build_reports(fake_store(tmp_path / "results"), tmp_path / "reports")
     names = [p.stem for p in STUDIES]
-    assert len(written) == len(names) + 4  # a page per study, the index, verdicts.{csv,md,tex}
+    assert len(written) == len(names) + 7  # a page per study, the index, verdicts.{csv,md,tex}, compute.{csv,md,tex}
     every = pd.read_csv(tmp_path / "reports" / "verdicts.csv")
     assert set(every["study"]) == set(names)
     assert "sentence_pair < segment_pair" in set(every.loc[every["study"] == "input_format", "claim"])
@@ -447,3 +447,34 @@ def test_reports_are_reproducible_from_the_results(tmp_path):
     assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
     differ = [str(f) for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
     assert not differ, differ
+
+
+def test_compute_table_counts_each_computation_once(tmp_path):
+    """reports/compute.*: cells copied in from another study are listed but not summed again; a resumed
+    pretraining counts all its attempts (wall_s), not just the last (wall_total_s)."""
+    from ablate.reporting import build_reports, compute_frame
+
+    store = fake_store(tmp_path / "results")
+    pre = sorted((store.study_dir("input_format") / "pretrain").glob("*/spec.json"))
+    spec = json.loads(pre[0].read_text())
+    spec["labels"]["copied_from"] = "masking"
+    pre[0].write_text(json.dumps(spec))
+    resumed = sorted((store.study_dir("masking") / "pretrain").glob("*/metrics.json"))[0]
+    m = json.loads(resumed.read_text())
+    m.update(wall_s=3600.0, wall_total_s=600.0)  # the last attempt alone took 600 s
+    resumed.write_text(json.dumps(m))
+    df = compute_frame(store, store.studies()).reset_index()
+
+    def at(study, stage):
+        return df[(df["study"] == study) & (df["stage"] == stage)].iloc[0]
+
+    n_masking = len(list((store.study_dir("masking") / "pretrain").glob("*/metrics.json")))
+    assert at("masking", "pretrain")["cells run"] == n_masking
+    assert at("masking", "pretrain")["cell hours"] == round((3600 + 31 * (n_masking - 1)) / 3600, 2)
+    n_fmt = len(pre)
+    assert (at("input_format", "pretrain")["cells run"], at("input_format", "pretrain")["cells copied"]) == (n_fmt - 1, 1)
+    assert at("input_format", "pretrain")["FLOPs (est.)"] == f"{2e12 * (n_fmt - 1):.3g}"
+    total = df[df["study"] == "all"].iloc[0]
+    assert total["cells copied"] == 1 and total["cells run"] == int(df.loc[df["study"] != "all", "cells run"].sum())
+    build_reports(store, tmp_path / "reports")
+    assert (tmp_path / "reports" / "compute.md").read_text(encoding="utf-8").startswith("| study |")
