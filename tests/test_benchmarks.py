@@ -51,3 +51,16 @@ def test_jobs_throughput_benchmark_runs(tmp_path):
     data = json.loads(out.read_text())
     assert data["jobs"] == 2 and data["threads_per_job"] >= 1
     assert all(x > 0 for x in data["sequential_tokens_per_s"] + data["parallel_tokens_per_s"])
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_nsp_cues_benchmark_runs(tmp_path):
+    out = tmp_path / "cues.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "nsp_cues.py"), "--scale", "tiny",
+                           "--results", str(tmp_path / "results"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    shares = [data["heldout"][label]["share"] for label in ("0", "1")]
+    assert abs(sum(shares) - 1) < 1e-2 and 0 <= data["heldout_acc_lengths_only"] <= 1
