@@ -37,16 +37,33 @@ def tokenizer_identity(cfg: Config) -> dict[str, Any]:
     }
 
 
+# Versions of a format's packing rule, hashed with the data settings where they are above 1, so a changed
+# rule gets new cells and caches. segment_pair 2: blocks filled as BERT does, random B with the true B's length.
+FORMAT_VERSIONS = {"segment_pair": 2}
+
+
+def data_identity(cfg: Config) -> dict[str, Any]:
+    """The data settings, plus the packing versions of the format and of the format whose tokens per step it
+    matches (sentence_pair's batch follows segment_pair's block lengths)."""
+    from ablate.data.formats import FORMATS
+
+    fmt = FORMATS.get(cfg.data.format)
+    versions = {name: FORMAT_VERSIONS[name] for name in (fmt.name, fmt.token_reference)
+                if name and FORMAT_VERSIONS.get(name, 1) > 1}
+    data = cfg.data.model_dump(mode="json")
+    return {**data, "format_versions": versions} if versions else data
+
+
 def corpus_identity(cfg: Config) -> dict[str, Any]:
     """What determines the prepared token arrays (not the masks: those are drawn per step)."""
-    return {"tokenizer": tokenizer_identity(cfg), **cfg.data.model_dump(mode="json")}
+    return {"tokenizer": tokenizer_identity(cfg), **data_identity(cfg)}
 
 
 def pretrain_identity(cfg: Config, seed: int) -> dict[str, Any]:
     return {
         "v": HASH_VERSION,
         "model": cfg.model.model_dump(mode="json"),
-        "data": cfg.data.model_dump(mode="json"),
+        "data": data_identity(cfg),
         "pretrain": cfg.pretrain.model_dump(mode="json"),
         "seed": seed,
     }

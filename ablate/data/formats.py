@@ -4,8 +4,9 @@
   boundaries, with an extra </s> at each boundary inside a block. No NSP.
 - doc_sentences: the same, but a block never crosses a document boundary. Blocks at document ends
   are shorter; the batch grows so tokens per step match full_sentences.
-- segment_pair: <s> A </s></s> B </s>, A and B each any number of whole sentences, together at most
-  max_len. With p=0.5 B is the true continuation of A, otherwise it comes from another document.
+- segment_pair: <s> A </s></s> B </s>, A and B each any number of sentences filling max_len (as BERT:
+  whole sentences gathered until the block is full, the over-long pair trimmed). With p=0.5 B is the
+  true continuation of A, otherwise it comes from another document, with the same lengths.
 - sentence_pair: the same with A and B single sentences; the batch grows so tokens per step match
   segment_pair.
 Every block is at most max_len tokens, specials included. Pair formats record where B starts
@@ -203,7 +204,9 @@ def _add_pair(rows: _Rows, a: list, b: list, nsp: int, max_len: int) -> None:
 
 
 def _pack_pairs(s: Sentences, max_len: int, single: bool) -> Packed:
-    """BERT's create_instances_from_document, with segments of whole sentences (or single sentences)."""
+    """SENTENCE-PAIR (single=True): A one sentence, B the next one or, with p = 0.5, a sentence of another
+    document. (single=False was the first SEGMENT-PAIR rule, segments of whole sentences that fit; see
+    _pack_segment_pairs for why it changed.)"""
     rng = np.random.default_rng(PAIR_SEED)
     rows = _Rows(max_len)
     room = max_len - 4
@@ -242,8 +245,83 @@ def _pack_pairs(s: Sentences, max_len: int, single: bool) -> Packed:
     return rows.result(pair=True)
 
 
+def _trim_lengths(a: int, b: int, room: int) -> tuple[int, int]:
+    """_add_pair's rule on lengths alone: shorten the longer segment, one token at a time, until a + b <= room."""
+    excess = a + b - room
+    if excess <= 0:
+        return a, b
+    d = min(abs(a - b), excess)
+    if a >= b:
+        a -= d
+    else:
+        b -= d
+    excess -= d
+    return a - (excess + 1) // 2, b - excess // 2
+
+
+def _random_tokens(s: Sentences, rng: np.random.Generator, avoid_doc: int, n: int, tries: int = 10) -> np.ndarray:
+    """n tokens of whole sentences from a random other document, from a random sentence on (the first draw
+    that has n tokens left; after `tries` draws, the longest found)."""
+    best = np.zeros(0, dtype=s.tokens.dtype)
+    for _ in range(tries):
+        d = int(rng.integers(0, s.n_docs - 1))
+        d = d + 1 if d >= avoid_doc else d  # any document but avoid_doc
+        sents = s.doc_sentences(d)
+        start = int(rng.integers(sents.start, sents.stop))
+        seg = s.tokens[s.sent_start[start]: s.sent_start[min(sents.stop, start + n + 1)]][:n]
+        if len(seg) > len(best):
+            best = seg
+        if len(best) >= n:
+            break
+    return best
+
+
+def _pack_segment_pairs(s: Sentences, max_len: int) -> Packed:
+    """BERT's create_instances_from_document for SEGMENT-PAIR: whole sentences are gathered until they fill
+    the block (the last one may run over), A is a random number of them, B the rest (true continuation)
+    or, with p = 0.5, text from another document. The pair's lengths are fixed before the coin: a random B
+    gets exactly the tokens the true B would keep, and A the same trimming, so lengths say nothing of the
+    label. Over-long pairs lose A's start and B's end (the A|B boundary stays intact)."""
+    rng = np.random.default_rng(PAIR_SEED)
+    rows = _Rows(max_len)
+    room = max_len - 4
+    lens = np.diff(s.sent_start)
+    for d in range(s.n_docs):
+        sents = list(s.doc_sentences(d))
+        i = 0
+        while i < len(sents):
+            chunk, size, j = [], 0, i
+            while j < len(sents) and size < room:  # fill the block, the last sentence may run over
+                chunk.append(sents[j])
+                size += int(lens[sents[j]])
+                j += 1
+            a_end = 1 if len(chunk) < 2 else int(rng.integers(1, len(chunk)))
+            a_tok = np.concatenate([s.sentence(k) for k in chunk[:a_end]])
+            rest = chunk[a_end:]
+            if not rest:  # one sentence filled the block
+                if j >= len(sents):
+                    # The document's last sentence has no continuation. BERT forced such pairs to
+                    # "random"; skipping them keeps the NSP labels a fair coin.
+                    i = j
+                    continue
+                rest, j = [sents[j]], j + 1  # B is the next sentence (BERT made these always random: a cue)
+            b_true = np.concatenate([s.sentence(k) for k in rest])
+            a_len, b_len = _trim_lengths(len(a_tok), len(b_true), room)
+            is_random = s.n_docs > 1 and rng.random() < 0.5
+            if is_random:
+                b_tok = _random_tokens(s, rng, d, b_len)
+                i += a_end  # the unused sentences of the chunk are read again (BERT "puts them back")
+            else:
+                b_tok = b_true[:b_len]
+                i = j
+            a_tok = a_tok[len(a_tok) - a_len:]  # A keeps its end, next to B
+            if len(a_tok) and len(b_tok):
+                rows.add([[BOS], a_tok, [EOS, EOS], b_tok, [EOS]], b_start=len(a_tok) + 3, nsp=int(is_random))
+    return rows.result(pair=True)
+
+
 def pack_segment_pair(s: Sentences, max_len: int) -> Packed:
-    return _pack_pairs(s, max_len, single=False)
+    return _pack_segment_pairs(s, max_len)
 
 
 def pack_sentence_pair(s: Sentences, max_len: int) -> Packed:

@@ -118,3 +118,38 @@ def test_format_registry_names_and_references():
     assert FORMATS.get("doc_sentences").token_reference == "full_sentences"
     assert FORMATS.get("sentence_pair").token_reference == "segment_pair"
     assert FORMATS.get("segment_pair").pair and not FORMATS.get("full_sentences").pair
+
+
+def test_segment_pair_lengths_say_nothing_of_the_label():
+    """SEGMENT-PAIR fixes a pair's lengths before the coin: random and true B have the same length
+    distribution, blocks are filled as in BERT, and a lengths-only guess does no better than chance."""
+    rng = np.random.default_rng(1)
+    docs = [list(rng.integers(3, 40, rng.integers(2, 40))) for _ in range(150)]
+    packed = FORMATS.get("segment_pair").pack(make_sentences(docs), 64)
+    y = packed.nsp
+    len_a, len_b = packed.b_start - 3, packed.lengths - packed.b_start - 1
+    assert len(y) > 500 and abs(y.mean() - 0.5) < 0.05
+    for arr in (len_a, len_b, packed.lengths == 64):
+        assert abs(arr[y == 0].mean() - arr[y == 1].mean()) <= 0.05 * max(1.0, arr.mean()), arr
+    assert (packed.lengths == 64).mean() > 0.8  # filled, as BERT's pairs are
+
+
+def test_format_versions_change_only_their_cells():
+    """A packing rule's version is hashed only into the cells of the formats it feeds (segment_pair, and
+    sentence_pair whose batch matches segment_pair's tokens); the others keep their keys."""
+    from ablate import expand
+    from ablate.spec import Config, DataSpec, PretrainSpec
+
+    def key(fmt):
+        return expand.stable_hash(expand.pretrain_identity(
+            Config(data=DataSpec(format=fmt), pretrain=PretrainSpec(nsp=fmt.endswith("pair"))), 0))
+
+    before = {f: key(f) for f in FORMATS.names()}
+    old = dict(expand.FORMAT_VERSIONS)
+    try:
+        expand.FORMAT_VERSIONS["segment_pair"] = old["segment_pair"] + 1
+        after = {f: key(f) for f in FORMATS.names()}
+    finally:
+        expand.FORMAT_VERSIONS.clear()
+        expand.FORMAT_VERSIONS.update(old)
+    assert {f for f in before if before[f] != after[f]} == {"segment_pair", "sentence_pair"}
