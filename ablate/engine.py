@@ -38,23 +38,26 @@ class DropoutRNG:
     def __init__(self, seed: int):
         self.gen = np.random.Generator(np.random.PCG64(seed))
 
-    def drop_mask(self, shape: torch.Size, p: float) -> torch.Tensor:
-        """A bool tensor, True (drop) with probability p to within 2**-32."""
+    def _bits(self, shape: torch.Size) -> tuple[torch.Tensor, int]:
+        """The next prod(shape) 32-bit draws as int32 (uniform on [-2**31, 2**31)), and the threshold below
+        which a draw means drop."""
         n = math.prod(shape)
         raw = self.gen.bit_generator.random_raw((n + 1) // 2)  # uint64: two 32-bit draws each
-        bits = torch.from_numpy(raw.view(np.int32)[:n]).view(shape)
-        return bits < -(2**31) + round(p * 2**32)  # int32 is uniform on [-2**31, 2**31)
+        return torch.from_numpy(raw.view(np.int32)[:n]).view(shape), -(2**31)
+
+    def drop_mask(self, shape: torch.Size, p: float) -> torch.Tensor:
+        """A bool tensor, True (drop) with probability p to within 2**-32."""
+        bits, low = self._bits(shape)
+        return bits < low + round(p * 2**32)
 
     def keep_scale(self, shape: torch.Size, p: float, scale: float) -> torch.Tensor:
         """float32: 0 where drop_mask would drop, `scale` elsewhere (the same draws as drop_mask).
 
         x * keep_scale(.., 1 / (1 - p)) is one pass forward and one backward, where masked_fill and a
         multiply were two each; kept values are x * scale exactly as before, dropped ones are zero."""
-        n = math.prod(shape)
-        raw = self.gen.bit_generator.random_raw((n + 1) // 2)
-        bits = torch.from_numpy(raw.view(np.int32)[:n]).view(shape)
+        bits, low = self._bits(shape)
         keep = torch.empty(shape, dtype=torch.float32)
-        torch.ge(bits, -(2**31) + round(p * 2**32), out=keep)  # 1.0 kept, 0.0 dropped (3x faster than where)
+        torch.ge(bits, low + round(p * 2**32), out=keep)  # 1.0 kept, 0.0 dropped (3x faster than where)
         return keep if scale == 1.0 else keep.mul_(scale)
 
     def state(self) -> dict:
@@ -175,9 +178,12 @@ def masked_lm_loss(mlm, input_ids: torch.Tensor, attention_mask: Optional[torch.
 
 def masked_lm_loss_from_hidden(mlm, hidden: torch.Tensor, labels: torch.Tensor, reduction: str) -> tuple[torch.Tensor, int]:
     selected = labels != -100
-    logits = mlm.lm_head(hidden[selected])  # [M, V], M = masked tokens in the batch
-    targets = labels[selected]
-    return F.cross_entropy(logits.float(), targets, reduction=reduction), int(targets.numel())
+    return _lm_loss(mlm, hidden[selected], labels[selected], reduction)
+
+
+def _lm_loss(mlm, rows: torch.Tensor, targets: torch.Tensor, reduction: str) -> tuple[torch.Tensor, int]:
+    """The LM head on the masked positions' hidden states [M, H] alone -> (cross-entropy, M)."""
+    return F.cross_entropy(mlm.lm_head(rows).float(), targets, reduction=reduction), int(targets.numel())
 
 
 def pretrain_losses(mlm, nsp_head, batch: Batch, rng: Optional[DropoutRNG], mlm_count: Optional[int] = None,
@@ -189,11 +195,9 @@ def pretrain_losses(mlm, nsp_head, batch: Batch, rng: Optional[DropoutRNG], mlm_
     """
     x, real = encoder_states(mlm, batch.input_ids, batch.attention_mask, rng, batch.token_type_ids)
     selected = batch.labels != -100
-    targets = batch.labels[selected]
     # the LM head reads the masked rows straight from the unpadded states (no [B, L, H] scatter)
     picked = x[selected] if real is None else x.index_select(0, _rows_of_real(batch.attention_mask, selected))
-    mlm_sum = F.cross_entropy(mlm.lm_head(picked).float(), targets, reduction="sum")
-    n = int(targets.numel())
+    mlm_sum, n = _lm_loss(mlm, picked, batch.labels[selected], "sum")
     mlm_loss = mlm_sum / (mlm_count or max(n, 1))
     out = {"loss": mlm_loss, "mlm": mlm_loss, "masked": n}
     if nsp_head is not None and batch.nsp_labels is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 from ablate.errors import UserError
+from ablate.paths import available_cores
 from ablate.pipeline import CellContext, Job, Outcome, record_failure, run_cell, skip_finetune
 from ablate.progress import Reporter
 from ablate.store import RunDir, Store, atomic_write_bytes
@@ -91,13 +92,6 @@ def with_threads(ctx: CellContext, threads: int) -> CellContext:
     if ctx.runtime.threads is not None:
         return ctx
     return replace(ctx, runtime=ctx.runtime.model_copy(update={"threads": max(1, int(threads))}))
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def run_guarded(job: Job, ctx: CellContext, store: Store) -> Outcome:

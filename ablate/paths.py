@@ -55,3 +55,11 @@ def corpus_files(corpus: str, split: str) -> list[Path]:
     if not files:
         raise UserError(f"corpus {corpus!r} has no {split!r} split under {folder}")
     return files
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -171,23 +171,12 @@ def pack_doc_sentences(s: Sentences, max_len: int) -> Packed:
     return _pack_contiguous(s, max_len, cross_documents=False)
 
 
-def _random_segment(s: Sentences, rng: np.random.Generator, avoid_doc: int, budget: int,
-                    single: bool) -> list[np.ndarray]:
-    """Sentences from a random other document, from a random start, up to budget tokens."""
+def _random_start(s: Sentences, rng: np.random.Generator, avoid_doc: int) -> tuple[int, int]:
+    """A random sentence of a random document other than avoid_doc -> (that sentence, its document's end)."""
     d = int(rng.integers(0, s.n_docs - 1))
     d = d + 1 if d >= avoid_doc else d  # any document but avoid_doc
     sents = s.doc_sentences(d)
-    start = int(rng.integers(sents.start, sents.stop))
-    out, size = [], 0
-    for i in range(start, sents.stop):
-        sent = s.sentence(i)
-        if out and size + len(sent) > budget:
-            break
-        out.append(sent)
-        size += len(sent)
-        if single:
-            break
-    return out
+    return int(rng.integers(sents.start, sents.stop)), sents.stop
 
 
 def _add_pair(rows: _Rows, a: list, b: list, nsp: int, max_len: int) -> None:
@@ -203,45 +192,20 @@ def _add_pair(rows: _Rows, a: list, b: list, nsp: int, max_len: int) -> None:
     rows.add([[BOS], a_tok, [EOS, EOS], b_tok, [EOS]], b_start=len(a_tok) + 3, nsp=nsp)
 
 
-def _pack_pairs(s: Sentences, max_len: int, single: bool) -> Packed:
-    """SENTENCE-PAIR (single=True): A one sentence, B the next one or, with p = 0.5, a sentence of another
-    document. (single=False was the first SEGMENT-PAIR rule, segments of whole sentences that fit; see
-    _pack_segment_pairs for why it changed.)"""
+def _pack_sentence_pairs(s: Sentences, max_len: int) -> Packed:
+    """SENTENCE-PAIR: A one sentence, B the next one or, with p = 0.5, a random sentence of another document.
+    A document's last sentence has no continuation: BERT forced such pairs to "random"; skipping them keeps
+    the NSP labels a fair coin."""
     rng = np.random.default_rng(PAIR_SEED)
     rows = _Rows(max_len)
-    room = max_len - 4
     for d in range(s.n_docs):
-        sents = list(s.doc_sentences(d))
-        i = 0
-        while i < len(sents):
-            if single:
-                chunk = [sents[i]]
-            else:  # gather whole sentences up to the room for both segments
-                chunk, size = [], 0
-                j = i
-                while j < len(sents) and (not chunk or size + len(s.sentence(sents[j])) <= room):
-                    chunk.append(sents[j])
-                    size += len(s.sentence(sents[j]))
-                    j += 1
-            a_end = len(chunk) if single else (1 if len(chunk) < 2 else int(rng.integers(1, len(chunk))))
-            a = [s.sentence(k) for k in chunk[:a_end]]
-            rest = chunk[a_end:] if not single else sents[i + 1: i + 2]
-            if not rest and i + len(chunk) >= len(sents):
-                # The document's last sentence has no continuation. BERT forced such pairs to
-                # "random"; skipping them keeps the NSP labels a fair coin.
-                i += len(chunk)
-                continue
-            is_random = s.n_docs > 1 and (not rest or rng.random() < 0.5)
-            if is_random:
-                budget = max(1, room - sum(len(x) for x in a))
-                b = _random_segment(s, rng, d, budget, single)
-                consumed = a_end  # the unused sentences of the chunk are read again (BERT "puts them back")
-            else:
-                b = [s.sentence(k) for k in rest]
-                consumed = len(chunk) if not single else 1
-            if b and sum(len(x) for x in a) and sum(len(x) for x in b):
-                _add_pair(rows, a, b, int(is_random), max_len)
-            i += max(1, consumed)
+        sents = s.doc_sentences(d)
+        for i in range(sents.start, sents.stop - 1):
+            is_random = s.n_docs > 1 and rng.random() < 0.5
+            b = s.sentence(_random_start(s, rng, d)[0] if is_random else i + 1)
+            a = s.sentence(i)
+            if len(a) and len(b):
+                _add_pair(rows, [a], [b], int(is_random), max_len)
     return rows.result(pair=True)
 
 
@@ -264,11 +228,8 @@ def _random_tokens(s: Sentences, rng: np.random.Generator, avoid_doc: int, n: in
     that has n tokens left; after `tries` draws, the longest found)."""
     best = np.zeros(0, dtype=s.tokens.dtype)
     for _ in range(tries):
-        d = int(rng.integers(0, s.n_docs - 1))
-        d = d + 1 if d >= avoid_doc else d  # any document but avoid_doc
-        sents = s.doc_sentences(d)
-        start = int(rng.integers(sents.start, sents.stop))
-        seg = s.tokens[s.sent_start[start]: s.sent_start[min(sents.stop, start + n + 1)]][:n]
+        start, stop = _random_start(s, rng, avoid_doc)
+        seg = s.tokens[s.sent_start[start]: s.sent_start[min(stop, start + n + 1)]][:n]
         if len(seg) > len(best):
             best = seg
         if len(best) >= n:
@@ -325,7 +286,7 @@ def pack_segment_pair(s: Sentences, max_len: int) -> Packed:
 
 
 def pack_sentence_pair(s: Sentences, max_len: int) -> Packed:
-    return _pack_pairs(s, max_len, single=True)
+    return _pack_sentence_pairs(s, max_len)
 
 
 FORMATS.register("full_sentences", Format("full_sentences", pack_full_sentences, pair=False))

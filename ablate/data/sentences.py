@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 from typing import Iterable, Iterator, Optional
 
 import numpy as np
@@ -128,30 +128,22 @@ def _chunks(docs: Iterable[str]) -> Iterator[list[str]]:
 
 def prep_workers() -> int:
     """Processes for sentence splitting and tokenization: ABLATE_PREP_WORKERS, else the usable cores (at most 8)."""
+    from ablate.paths import available_cores
+
     if os.environ.get("ABLATE_PREP_WORKERS"):
         return max(1, int(os.environ["ABLATE_PREP_WORKERS"]))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
+    return min(available_cores(), 8)
 
 
 def _encoded_chunks(docs: Iterable[str], tok, workers: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[int]]]:
     """Encoded chunks in document order. Splitting and encoding are per sentence and deterministic, so the
     result is the same for any number of workers; more than one worker starts only when there is a second chunk."""
     chunks = _chunks(docs)
-    first = next(chunks, None)
-    if first is None:
-        return
-    second = next(chunks, None)
-    if second is None or workers <= 1:
+    head = list(islice(chunks, 2))
+    if len(head) < 2 or workers <= 1:
         enc = _encoder(tok)
-        yield _encode_chunk(first, enc)
-        if second is not None:
-            yield _encode_chunk(second, enc)
-            for chunk in chunks:
-                yield _encode_chunk(chunk, enc)
+        for chunk in chain(head, chunks):
+            yield _encode_chunk(chunk, enc)
         return
     import multiprocessing
     from collections import deque
@@ -160,7 +152,7 @@ def _encoded_chunks(docs: Iterable[str], tok, workers: int) -> Iterator[tuple[np
     # spawn, never fork: the caller may hold torch or tokenizer threads
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                              initargs=(tok.to_str(),)) as pool:
-        pending = deque([pool.submit(_worker_encode, first), pool.submit(_worker_encode, second)])
+        pending = deque(pool.submit(_worker_encode, chunk) for chunk in head)
         try:
             for chunk in chunks:  # keep a bounded number of chunks in flight, so a token budget stops early
                 pending.append(pool.submit(_worker_encode, chunk))
