@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Hashable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ablate.anchors import EXPLORATORY, HELDOUT_PPL, PRETRAINING_TASK, SANITY, Claim
+from ablate.anchors import EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, SANITY, Claim
 from ablate.expand import RANDOM_INIT
 from ablate.metrics import METRICS
 from ablate.tasks import TASKS
@@ -32,12 +32,15 @@ PRETRAIN_STATS = ["heldout_ppl", "unigram_ppl", "heldout_bpc", "heldout_nsp_accu
                   "tokens_per_step", "tokens_seen", "epochs", "flops", "wall_s", "tokens_per_s", "peak_memory_mb"]
 MARGIN_COLUMNS = ["variant", "task", "metric", "n", "median", "random_init_n", "random_init_median", "margin"]
 MISSING = "—"  # shown for a cell with no finished runs
-PRETRAIN_METRICS = {HELDOUT_PPL: False}  # pretraining metrics in verdicts -> higher_is_better
+PRETRAIN_METRICS = {HELDOUT_PPL: False, HELDOUT_BPC: False}  # pretraining metrics in verdicts -> higher_is_better
 VALUE_COLUMNS = ["variant", "pretrain_seed", "finetune_seed", "task", "metric", "value"]
 COMPARISON_COLUMNS = [
     "a", "b", "task", "metric", "relation", "source", "note", "expected", "n", "paired", "diff", "spread",
-    "ci_low", "ci_high", "paper_diff", "verdict", "seeds_needed",
+    "ci_low", "ci_high", "paper_diff", "verdict", "seeds_needed", "caveat",
 ]
+# Why a held-out comparison is not plain perplexity on the same blocks (heldout_metric)
+OWN_BLOCKS = "each arm on its own input format's held-out blocks: not like for like"
+OTHER_UNITS = "bits per character: perplexities over different vocabularies do not compare"
 AGREES, DISAGREES, INCONCLUSIVE, NO_CLAIM = "agrees", "disagrees", "inconclusive", "no claim"
 VERDICTS = (AGREES, DISAGREES, INCONCLUSIVE)
 
@@ -59,6 +62,21 @@ def primary_metric(task: str, present: Sequence[str]) -> Optional[str]:
             if m in present:
                 return m
     return present[0] if len(present) else None
+
+
+def heldout_metric(a: str, b: str, heldout: Optional[Mapping[str, tuple[Hashable, Hashable]]]) -> tuple[str, str]:
+    """(metric, caveat) on which two arms' held-out losses compare.
+
+    heldout: variant -> (which held-out blocks, which token units), e.g. expand.heldout_identity. Perplexity when
+    both are shared (or unknown); bits per character when the tokenizers differ, since a perplexity's unit is the
+    token; a caveat when the blocks themselves differ (another input format packs other text the other way).
+    """
+    if not heldout or a not in heldout or b not in heldout:
+        return HELDOUT_PPL, ""
+    (text_a, units_a), (text_b, units_b) = heldout[a], heldout[b]
+    metric = HELDOUT_PPL if units_a == units_b else HELDOUT_BPC
+    caveat = OWN_BLOCKS if text_a != text_b else "" if units_a == units_b else OTHER_UNITS
+    return metric, caveat
 
 
 def primary_columns(values: pd.DataFrame) -> list[tuple[str, str]]:
@@ -217,13 +235,15 @@ def pretraining_margin(summary: pd.DataFrame, metric: str = "accuracy",
 
 
 def values_long(scores: pd.DataFrame, pretrain_df: pd.DataFrame) -> pd.DataFrame:
-    """Fine-tuning scores plus held-out perplexity (task PRETRAINING_TASK, no fine-tuning seed) -> VALUE_COLUMNS."""
+    """Fine-tuning scores plus held-out perplexity and bits per character (task PRETRAINING_TASK, no fine-tuning
+    seed) -> VALUE_COLUMNS."""
     parts = [scores.reindex(columns=VALUE_COLUMNS)]
-    if not pretrain_df.empty and HELDOUT_PPL in pretrain_df:
-        parts.append(pd.DataFrame({
-            "variant": pretrain_df["variant"], "pretrain_seed": pretrain_df["seed"], "finetune_seed": pd.NA,
-            "task": PRETRAINING_TASK, "metric": HELDOUT_PPL, "value": pretrain_df[HELDOUT_PPL],
-        }))
+    for metric in (HELDOUT_PPL, HELDOUT_BPC):
+        if not pretrain_df.empty and metric in pretrain_df:
+            parts.append(pd.DataFrame({
+                "variant": pretrain_df["variant"], "pretrain_seed": pretrain_df["seed"], "finetune_seed": pd.NA,
+                "task": PRETRAINING_TASK, "metric": metric, "value": pretrain_df[metric],
+            }).dropna(subset=["value"]))
     parts = [p for p in parts if not p.empty]
     if not parts:
         return pd.DataFrame(columns=VALUE_COLUMNS)
@@ -318,11 +338,15 @@ def seeds_needed(spread: float, effect: Optional[float], confidence: float = CON
     return int(n[ok[0]]) if len(ok) else None
 
 
-def _claim_rows(values: pd.DataFrame, claim: Claim, columns: Sequence[tuple[str, str]]) -> list[dict]:
+def _claim_rows(values: pd.DataFrame, claim: Claim, columns: Sequence[tuple[str, str]],
+                heldout: Optional[Mapping[str, tuple[Hashable, Hashable]]] = None) -> list[dict]:
     rows = []
     for task, metric in columns:
         if (claim.tasks is None and task == PRETRAINING_TASK) or (claim.tasks is not None and task not in claim.tasks):
             continue
+        caveat = ""
+        if task == PRETRAINING_TASK:
+            metric, caveat = heldout_metric(claim.a, claim.b, heldout)
         arms = set(values[(values["task"] == task) & (values["metric"] == metric)]["variant"])
         if claim.a not in arms or claim.b not in arms:
             continue
@@ -337,16 +361,19 @@ def _claim_rows(values: pd.DataFrame, claim: Claim, columns: Sequence[tuple[str,
             "verdict": verdict(d["ci_low"], d["ci_high"], expected),
             # the paper's effect is in points; a perplexity difference at its scale says nothing about ours
             "seeds_needed": seeds_needed(d["spread"], paper) if scale == 100.0 else None,
+            "caveat": caveat,
         })
     return rows
 
 
-def compare(values: pd.DataFrame, claims: Sequence[Claim], baseline: Optional[str] = None) -> pd.DataFrame:
+def compare(values: pd.DataFrame, claims: Sequence[Claim], baseline: Optional[str] = None,
+            heldout: Optional[Mapping[str, tuple[Hashable, Hashable]]] = None) -> pd.DataFrame:
     """values_long x claims -> COMPARISON_COLUMNS, one row per claim and task both arms have, on the task's
     primary metric (primary_columns; held-out perplexity for PRETRAINING_TASK).
 
     With `baseline`, every other variant also gets a row against it (relation None, verdict NO_CLAIM,
     source EXPLORATORY) on each (task, metric) no claim covers, perplexity included.
+    Held-out rows compare on heldout_metric(a, b, heldout) (`caveat` says when that is not plain perplexity).
     diff, spread and the interval are in display units (points for percent metrics), paper_diff in the
     paper's (points; raw perplexity), seeds_needed counts paired runs of each arm.
     """
@@ -363,7 +390,7 @@ def compare(values: pd.DataFrame, claims: Sequence[Claim], baseline: Optional[st
             if not any(c.tasks and PRETRAINING_TASK in c.tasks for c in covered):
                 claims.append(Claim(variant, baseline, None, (PRETRAINING_TASK,), "", EXPLORATORY))
     columns = primary_columns(values)
-    rows = [r for c in claims for r in _claim_rows(values, c, columns)]
+    rows = [r for c in claims for r in _claim_rows(values, c, columns, heldout)]
     out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS).astype({"relation": object})
     out["relation"] = out["relation"].where(out["relation"].notna(), None)  # "no direction" stays None, not NaN
     out["seeds_needed"] = out["seeds_needed"].astype("Int64")

@@ -59,6 +59,17 @@ def corpus_identity(cfg: Config) -> dict[str, Any]:
     return {"tokenizer": tokenizer_identity(cfg), **data_identity(cfg)}
 
 
+def heldout_identity(cfg: Config) -> tuple[str, str]:
+    """(which held-out blocks, which token units) a model of `cfg` is scored on: two variants' held-out
+    perplexities compare like for like only when both hashes match (aggregate.heldout_metric). The blocks are the
+    validation text's first heldout_tokens tokens packed in the input format; data_fraction and the training
+    settings leave them alone, and the tokenizer changes the units, not the text (bits per character compare)."""
+    units = tokenizer_identity(cfg)
+    text = {k: v for k, v in data_identity(cfg).items()
+            if k not in ("data_fraction", "train_tokens", "tokenizer", "vocab_size", "tokenizer_train_chars")}
+    return stable_hash(text), stable_hash(units)
+
+
 def pretrain_identity(cfg: Config, seed: int) -> dict[str, Any]:
     return {
         "v": HASH_VERSION,

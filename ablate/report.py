@@ -21,9 +21,9 @@ import pandas as pd
 from markupsafe import Markup
 
 from ablate import aggregate, plots
-from ablate.anchors import (HELDOUT_PPL, PRETRAINING_TASK, RELATION_TEXT, SANITY, load_anchors, paper_value,
-                            study_anchor, study_claims, table_ids)
-from ablate.expand import RANDOM_INIT
+from ablate.anchors import (HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, RELATION_TEXT, SANITY, load_anchors,
+                            paper_value, study_anchor, study_claims, table_ids)
+from ablate.expand import RANDOM_INIT, heldout_identity
 from ablate.metrics import METRICS
 from ablate.tasks import split_note, task_title
 from ablate.results import StudyResults
@@ -110,7 +110,11 @@ def _table(df: pd.DataFrame, titles: Optional[dict[str, str]] = None, baseline: 
 def study_comparisons(study: StudySpec, results: StudyResults) -> pd.DataFrame:
     """The study's claims (anchors) checked on its results: aggregate.COMPARISON_COLUMNS."""
     claims = study_claims(study.name, study.paper_table, list(study.variants), study.baseline, RANDOM_INIT)
-    return aggregate.compare(aggregate.values_long(results.scores, results.pretrain), claims, study.baseline)
+    heldout = {name: heldout_identity(cfg) for name, cfg in study.variants.items()}
+    return aggregate.compare(aggregate.values_long(results.scores, results.pretrain), claims, study.baseline, heldout)
+
+
+HELDOUT_NAMES = {HELDOUT_PPL: "held-out MLM ppl", HELDOUT_BPC: "held-out bits/char"}
 
 
 def verdict_frame(cmp: pd.DataFrame) -> pd.DataFrame:
@@ -124,8 +128,8 @@ def verdict_frame(cmp: pd.DataFrame) -> pd.DataFrame:
             "claim": f"{r.a} {RELATION_TEXT.get(r.relation, r.relation)} {r.b}" if directed else f"{r.a} vs {r.b}",
             "source": "expected" if r.source == SANITY else f"paper, {r.source}" if directed else "",
             "task": r.task,
-            "metric": METRICS.get(r.metric).display if r.metric in METRICS
-            else "held-out MLM ppl" if r.metric == HELDOUT_PPL else r.metric,
+            "metric": (METRICS.get(r.metric).display if r.metric in METRICS else HELDOUT_NAMES.get(r.metric, r.metric))
+            + (f" ({r.caveat})" if isinstance(r.caveat, str) and r.caveat else ""),
             "ours a - b": _num(r.diff, r.spread),
             "95% interval": interval,
             "runs": f"{r.n} {'paired' if r.paired else 'unpaired'}",

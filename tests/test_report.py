@@ -18,8 +18,8 @@ import pytest
 
 from ablate import aggregate, plots
 from ablate.anchors import Claim, load_anchors, paper_table, paper_value, study_anchor, study_claims
-from ablate.expand import RANDOM_INIT, expand
-from ablate.report import export_table, to_markdown, write_index, write_study_report
+from ablate.expand import RANDOM_INIT, expand, heldout_identity
+from ablate.report import export_table, to_markdown, verdict_frame, write_index, write_study_report
 from ablate.results import CURVE_COLUMNS, PRETRAIN_COLUMNS, SCORE_COLUMNS, StudyResults
 from ablate.spec import Config, RuntimeSpec, Seeds, StudySpec, load_study
 from ablate.store import Store, atomic_write_json
@@ -363,6 +363,40 @@ def test_exploratory_rows_fill_what_no_claim_covers():
     assert ("better", "sst2", aggregate.AGREES) in rows and ("better", "pretraining", aggregate.NO_CLAIM) in rows
     assert ("noisy", "sst2", aggregate.NO_CLAIM) in rows and (RANDOM_INIT, "sst2", aggregate.NO_CLAIM) in rows
     assert len(cmp) == len(set(zip(cmp["a"], cmp["task"], cmp["metric"])))  # nothing twice
+
+
+def test_heldout_rows_compare_like_for_like_or_say_why_not():
+    v = verdict_values()
+    bpc = v[(v["task"] == "pretraining")].assign(metric="heldout_bpc")
+    bpc["value"] = [3.0, 3.1, 3.2, 2.0, 2.2, 2.1]  # "better" a bit per character below "base" (-1, -0.9, -1.1)
+    v = pd.concat([v, bpc], ignore_index=True)
+    same, other_tokenizer, other_format = ("t", "u"), ("t", "w"), ("f", "u")
+
+    def row(heldout):
+        cmp = aggregate.compare(v, [claim("better", "better", ("pretraining",))], heldout=heldout)
+        assert len(cmp) == 1
+        return cmp.iloc[0]
+
+    r = row({"base": same, "better": same})
+    assert (r.metric, r.caveat) == ("heldout_ppl", "") and r.verdict == aggregate.AGREES  # diffs -10, -9, -11
+    r = row({"base": same, "better": other_tokenizer})
+    assert (r.metric, r.caveat) == ("heldout_bpc", aggregate.OTHER_UNITS)
+    assert r["diff"] == pytest.approx(-1.0) and r.verdict == aggregate.AGREES
+    r = row({"base": same, "better": other_format})
+    assert (r.metric, r.caveat) == ("heldout_ppl", aggregate.OWN_BLOCKS)
+    assert "not like for like" in verdict_frame(pd.DataFrame([r]))["metric"].iloc[0]
+    assert row(None).metric == "heldout_ppl"
+
+
+def test_heldout_identity_separates_blocks_from_units():
+    base = Config()
+    with_data = lambda **kw: base.model_copy(update={"data": base.data.model_copy(update=kw)})  # noqa: E731
+    text, units = heldout_identity(base)
+    assert heldout_identity(with_data(data_fraction=0.25)) == (text, units)  # less training text, same held-out
+    assert heldout_identity(with_data(tokenizer="wordpiece")) == (text, heldout_identity(with_data(
+        tokenizer="wordpiece"))[1]) != (text, units)
+    assert heldout_identity(with_data(format="segment_pair"))[0] != text
+    assert heldout_identity(with_data(format="segment_pair"))[1] == units
 
 
 # ---------------------------------------------------------------- `ablate report` on a fake tiny store
