@@ -64,3 +64,46 @@ def test_nsp_cues_benchmark_runs(tmp_path):
     data = json.loads(out.read_text())
     shares = [data["heldout"][label]["share"] for label in ("0", "1")]
     assert abs(sum(shares) - 1) < 1e-2 and 0 <= data["heldout_acc_lengths_only"] <= 1
+
+
+FORMATS_STUDY = """\
+name: formats
+description: two input formats on a micro model, for the shared held-out benchmark
+base:
+  model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}
+  data: {vocab_size: 400, tokenizer_train_chars: 20000, max_len: 32, train_tokens: 3000, heldout_tokens: 1000}
+  pretrain: {steps: 12, batch_size: 8}
+  finetune: {tasks: [sst2], train_size: 50, epochs: 1, random_init_control: false}
+variants:
+  full: {data: {format: full_sentences}}
+  pairs: {data: {format: segment_pair}, pretrain: {nsp: true}}
+baseline: full
+seeds: {pretrain: [0, 1], finetune: [0]}
+runtime: {threads: 1, progress: false}
+"""
+
+
+@pytest.mark.slow
+def test_shared_heldout_rescores_every_model_on_one_format(tiny_data_root, tmp_path):
+    """On the reference format's own models the benchmark must give back each cell's heldout_ppl (the same
+    blocks and masks); the pair models get a different number from their own-format one."""
+    study = tmp_path / "formats.yaml"
+    study.write_text(FORMATS_STUDY)
+    results = tmp_path / "results"
+    run = subprocess.run([sys.executable, "-m", "ablate", "run", str(study), "--scale", "tiny", "--results", str(results),
+                          "--no-progress"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = tmp_path / "shared.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "shared_heldout.py"), "formats", "--results",
+                           str(results), "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    rows = {(r["variant"], r["seed"]): r for r in data["rows"]}
+    assert set(rows) == {("full", 0), ("full", 1), ("pairs", 0), ("pairs", 1)}
+    for seed in (0, 1):
+        assert rows[("full", seed)]["shared_ppl"] == pytest.approx(rows[("full", seed)]["own_ppl"], rel=1e-9)
+        assert rows[("pairs", seed)]["shared_ppl"] != pytest.approx(rows[("pairs", seed)]["own_ppl"], rel=1e-6)
+    (diff,) = data["differences"]
+    assert (diff["a"], diff["b"], diff["seeds"]) == ("pairs", "full", [0, 1])
+    assert diff["diff"] == pytest.approx(sum(rows[("pairs", s)]["shared_ppl"] - rows[("full", s)]["shared_ppl"]
+                                             for s in (0, 1)) / 2)

@@ -1,0 +1,113 @@
+"""Held-out MLM perplexity of every pretrained model of a study, on one shared set of held-out blocks.
+
+A cell's own `heldout_ppl` scores its model on the held-out text packed in the cell's own input format, so
+between input formats the blocks differ (pairs are truncated segments with a random B half the time,
+FULL-SENTENCES whole sentences up to 128 tokens) and the report marks such rows "not like for like". This
+scores every finished checkpoint of a study on the held-out blocks of one reference format (default
+full_sentences: the same validation text, tokenizer and block length), with the same fixed masks
+(ablate.pretrain.heldout_eval) and no NSP input, and gives each variant's paired difference from the
+study's baseline with a 95% t interval over pretraining seeds.
+
+    python benchmarks/shared_heldout.py input_format --results results --json benchmarks/results/shared_heldout_input_format.json
+
+Needs ABLATE_DATA_DIR only if the reference format's blocks are not cached in results/_cache yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ablate.aggregate import mean_interval  # noqa: E402
+from ablate.expand import expand, tokenizer_identity  # noqa: E402
+from ablate.spec import load_study  # noqa: E402
+from ablate.store import Store, read_json  # noqa: E402
+
+
+def reference_config(cfg, fmt: str):
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"format": fmt})})
+
+
+def score(store: Store, study: str, cell, fmt: str, batch_size: int) -> dict:
+    """One finished checkpoint on the reference format's held-out blocks."""
+    import torch
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    from ablate.data.corpus import load_corpus, prepare_corpus
+    from ablate.data.tokenizer import load_tokenizer
+    from ablate.pretrain import heldout_eval
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    cfg = reference_config(cell.config, fmt)
+    with store.cache_lock():
+        vocab = load_tokenizer(store, cfg).get_vocab_size()
+        folder = prepare_corpus(store, cfg)
+    model = AutoModelForMaskedLM.from_pretrained(str(store.pretrain(study, cell.key).checkpoint))
+    trainer = SimpleNamespace(model=model, device=torch.device("cpu"), nsp_head=None)
+    ev = heldout_eval(trainer, load_corpus(folder, "heldout"), np.load(folder / "unigram.npy"), cfg, vocab, batch_size)
+    return {"shared_ppl": ev["heldout_ppl"], "shared_masked_tokens": ev["heldout_masked_tokens"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("study", help="a study folder name under --results (its study.yaml is read)")
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--reference", default="full_sentences",
+                    help="input format whose held-out blocks every model is scored on")
+    ap.add_argument("--scale", help="default: the scale of the study's last run")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--json", help="also write the rows and differences here")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    store = Store(Path(args.results))
+    folder = store.study_dir(args.study)
+    scale = args.scale or (read_json(folder / "last_run.json") or {}).get("scale")
+    spec = load_study(folder / "study.yaml", scale)
+    cells = [c for c in expand(spec).pretrain if (store.pretrain(spec.name, c.key).path / "metrics.json").exists()]
+    if len({json.dumps(tokenizer_identity(c.config), sort_keys=True) for c in cells}) > 1:
+        sys.exit("the study's variants use different tokenizers: perplexities over different vocabularies do not compare")
+    rows = []
+    for c in cells:
+        own = read_json(store.pretrain(spec.name, c.key).path / "metrics.json")
+        rows.append({"variant": c.variant, "seed": c.seed, "key": c.key, "format": c.config.data.format,
+                     "own_ppl": own["heldout_ppl"], **score(store, spec.name, c, args.reference, args.batch_size)})
+        print(f"{c.variant:24s} seed {c.seed}: own-format ppl {rows[-1]['own_ppl']:8.1f}   "
+              f"{args.reference} ppl {rows[-1]['shared_ppl']:8.1f}", flush=True)
+    by = {(r["variant"], r["seed"]): r["shared_ppl"] for r in rows}
+    diffs = []
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        if variant == spec.baseline:
+            continue
+        seeds = sorted(s for v, s in by if v == variant and (spec.baseline, s) in by)
+        d = [by[(variant, s)] - by[(spec.baseline, s)] for s in seeds]
+        low, high = mean_interval(d)
+        diffs.append({"a": variant, "b": spec.baseline, "seeds": seeds, "diff": float(np.mean(d)) if d else None,
+                      "ci_low": low, "ci_high": high})
+    print(f"\nheld-out MLM ppl on {args.reference} blocks, variant - {spec.baseline} (paired by seed, 95% t interval):")
+    print("| variant | ppl by seed | a - b | 95% interval |\n|---|---|---|---|")
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        vals = ", ".join(f"{by[(v, s)]:.0f}" for v, s in sorted(by) if v == variant)
+        d = next((x for x in diffs if x["a"] == variant), None)
+        tail = ("| (baseline) | |" if d is None else
+                f"| {d['diff']:+.1f} | [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}] |")
+        print(f"| {variant} | {vals} {tail}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        out = {"study": spec.name, "scale": scale, "reference": args.reference, "rows": rows, "differences": diffs}
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
