@@ -114,7 +114,12 @@ def study_comparisons(study: StudySpec, results: StudyResults) -> pd.DataFrame:
     return aggregate.compare(aggregate.values_long(results.scores, results.pretrain), claims, study.baseline, heldout)
 
 
-HELDOUT_NAMES = {HELDOUT_PPL: "held-out MLM ppl", HELDOUT_BPC: "held-out bits/char"}
+# pretraining metrics -> their titles, in the order of the pretraining table
+PRETRAIN_NAMES = {HELDOUT_PPL: "held-out MLM ppl", "unigram_ppl": "unigram ppl", HELDOUT_BPC: "bits/char",
+                  "heldout_nsp_accuracy": "held-out NSP acc.", "steps": "steps", "sequences_per_step": "sequences/step",
+                  "tokens_per_step": "tokens/step", "tokens_seen": "tokens seen", "epochs": "epochs",
+                  "flops": "FLOPs (est.)", "wall_s": "wall time (s)", "tokens_per_s": "tokens/s",
+                  "peak_memory_mb": "peak memory (MB)"}
 
 
 def verdict_frame(cmp: pd.DataFrame) -> pd.DataFrame:
@@ -128,7 +133,7 @@ def verdict_frame(cmp: pd.DataFrame) -> pd.DataFrame:
             "claim": f"{r.a} {RELATION_TEXT.get(r.relation, r.relation)} {r.b}" if directed else f"{r.a} vs {r.b}",
             "source": "expected" if r.source == SANITY else f"paper, {r.source}" if directed else "",
             "task": r.task,
-            "metric": (METRICS.get(r.metric).display if r.metric in METRICS else HELDOUT_NAMES.get(r.metric, r.metric))
+            "metric": (METRICS.get(r.metric).display if r.metric in METRICS else PRETRAIN_NAMES.get(r.metric, r.metric))
             + (f" ({r.caveat})" if isinstance(r.caveat, str) and r.caveat else ""),
             "ours a - b": _num(r.diff, r.spread),
             "95% interval": interval,
@@ -201,12 +206,7 @@ def _pretrain_frame(pre: pd.DataFrame, variants: Sequence[str]) -> Optional[pd.D
     pre = pre.set_index("variant").loc[order]
     out = pd.DataFrame(index=pd.Index(order, name="variant"))
     out["runs"] = pre["n"].astype(int).astype(str)
-    names = {"heldout_ppl": "held-out MLM ppl", "unigram_ppl": "unigram ppl", "heldout_bpc": "bits/char",
-             "heldout_nsp_accuracy": "held-out NSP acc.", "steps": "steps", "sequences_per_step": "sequences/step",
-             "tokens_per_step": "tokens/step", "tokens_seen": "tokens seen", "epochs": "epochs",
-             "flops": "FLOPs (est.)", "wall_s": "wall time (s)", "tokens_per_s": "tokens/s",
-             "peak_memory_mb": "peak memory (MB)"}
-    for col, title in names.items():
+    for col, title in PRETRAIN_NAMES.items():
         if f"{col}_median" not in pre or pre[f"{col}_median"].isna().all():
             continue  # e.g. NSP accuracy in a study without NSP
         med, mean, std = pre[f"{col}_median"], pre[f"{col}_mean"], pre[f"{col}_std"]

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ablate.aggregate import mean_interval  # noqa: E402
-from ablate.expand import expand, tokenizer_identity  # noqa: E402
+from ablate.expand import expand, heldout_identity  # noqa: E402
 from ablate.spec import load_study  # noqa: E402
 from ablate.store import Store, read_json  # noqa: E402
 
@@ -35,25 +35,27 @@ def reference_config(cfg, fmt: str):
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"format": fmt})})
 
 
-def score(store: Store, study: str, cell, fmt: str, batch_size: int) -> dict:
-    """One finished checkpoint on the reference format's held-out blocks."""
-    import torch
-    from transformers import AutoModelForMaskedLM
-    from transformers.utils import logging as hf_logging
-
+def reference_blocks(store: Store, cfg):
+    """(held-out blocks, unigram counts, vocabulary size) of the reference config, prepared if not cached."""
     from ablate.data.corpus import load_corpus, prepare_corpus
     from ablate.data.tokenizer import load_tokenizer
-    from ablate.pretrain import heldout_eval
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    cfg = reference_config(cell.config, fmt)
     with store.cache_lock():
         vocab = load_tokenizer(store, cfg).get_vocab_size()
         folder = prepare_corpus(store, cfg)
-    model = AutoModelForMaskedLM.from_pretrained(str(store.pretrain(study, cell.key).checkpoint))
+    return load_corpus(folder, "heldout"), np.load(folder / "unigram.npy"), vocab
+
+
+def score(checkpoint: Path, cfg, blocks, batch_size: int) -> dict:
+    """One finished checkpoint on the reference held-out blocks (cfg: the reference config)."""
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    from ablate.pretrain import heldout_eval
+
+    model = AutoModelForMaskedLM.from_pretrained(str(checkpoint))
     trainer = SimpleNamespace(model=model, device=torch.device("cpu"), nsp_head=None)
-    ev = heldout_eval(trainer, load_corpus(folder, "heldout"), np.load(folder / "unigram.npy"), cfg, vocab, batch_size)
+    ev = heldout_eval(trainer, blocks[0], blocks[1], cfg, blocks[2], batch_size)
     return {"shared_ppl": ev["heldout_ppl"], "shared_masked_tokens": ev["heldout_masked_tokens"]}
 
 
@@ -69,20 +71,28 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    from transformers.utils import logging as hf_logging
 
     torch.set_num_threads(1)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     store = Store(Path(args.results))
     folder = store.study_dir(args.study)
     scale = args.scale or (read_json(folder / "last_run.json") or {}).get("scale")
     spec = load_study(folder / "study.yaml", scale)
     cells = [c for c in expand(spec).pretrain if (store.pretrain(spec.name, c.key).path / "metrics.json").exists()]
-    if len({json.dumps(tokenizer_identity(c.config), sort_keys=True) for c in cells}) > 1:
-        sys.exit("the study's variants use different tokenizers: perplexities over different vocabularies do not compare")
+    if not cells:
+        sys.exit(f"no finished pretraining in {folder}")
+    reference = [reference_config(c.config, args.reference) for c in cells]
+    if len({heldout_identity(cfg) for cfg in reference}) > 1:  # other tokenizers, lengths or held-out budgets
+        sys.exit("the study's variants differ in held-out text or tokenizer: no one set of blocks scores them all")
+    blocks = reference_blocks(store, reference[0])
     rows = []
     for c in cells:
-        own = read_json(store.pretrain(spec.name, c.key).path / "metrics.json")
+        run = store.pretrain(spec.name, c.key)
         rows.append({"variant": c.variant, "seed": c.seed, "key": c.key, "format": c.config.data.format,
-                     "own_ppl": own["heldout_ppl"], **score(store, spec.name, c, args.reference, args.batch_size)})
+                     "own_ppl": read_json(run.path / "metrics.json")["heldout_ppl"],
+                     **score(run.checkpoint, reference[0], blocks, args.batch_size)})
         print(f"{c.variant:24s} seed {c.seed}: own-format ppl {rows[-1]['own_ppl']:8.1f}   "
               f"{args.reference} ppl {rows[-1]['shared_ppl']:8.1f}", flush=True)
     by = {(r["variant"], r["seed"]): r["shared_ppl"] for r in rows}
@@ -100,8 +110,8 @@ def main() -> None:
     for variant in dict.fromkeys(r["variant"] for r in rows):
         vals = ", ".join(f"{by[(v, s)]:.0f}" for v, s in sorted(by) if v == variant)
         d = next((x for x in diffs if x["a"] == variant), None)
-        tail = ("| (baseline) | |" if d is None else
-                f"| {d['diff']:+.1f} | [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}] |")
+        interval = "—" if d is None or np.isnan(d["ci_low"]) else f"[{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
+        tail = "| (baseline) | |" if d is None else f"| {d['diff']:+.1f} | {interval} |"
         print(f"| {variant} | {vals} {tail}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
