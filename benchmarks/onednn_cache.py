@@ -55,9 +55,10 @@ def arm(args) -> None:
     from ablate.store import Store
 
     torch.set_num_threads(1)
-    mult = max(1, args.batch // 32)
-    cfg = Config.model_validate(deep_merge(SCALE_PRESETS[args.scale], {"pretrain": {
-        "batch_multiplier": mult, "micro_batch_size": args.batch}}))
+    over = {"pretrain": {"batch_size": args.batch, "batch_multiplier": 1, "micro_batch_size": args.batch}}
+    if args.train_tokens:
+        over["data"] = {"train_tokens": args.train_tokens}
+    cfg = Config.model_validate(deep_merge(SCALE_PRESETS[args.scale], over))
     store = Store(Path(args.results))
     vocab = load_tokenizer(store, cfg).get_vocab_size()
     train = load_corpus(prepare_corpus(store, cfg), "train")
@@ -92,6 +93,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=160)
     ap.add_argument("--every", type=int, default=20)
+    ap.add_argument("--train-tokens", type=int, default=0, help="override the scale's corpus size (smoke runs)")
     ap.add_argument("--results", default=str(REPO / "results"), help="results root holding the data cache")
     ap.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "onednn_cache.json"))
     ap.add_argument("--arm", action="store_true", help=argparse.SUPPRESS)
@@ -99,7 +101,7 @@ def main() -> None:
     if args.arm:
         return arm(args)
     cmd = [sys.executable, __file__, "--arm", "--scale", args.scale, "--batch", str(args.batch), "--steps",
-           str(args.steps), "--every", str(args.every), "--results", args.results]
+           str(args.steps), "--every", str(args.every), "--results", args.results, "--train-tokens", str(args.train_tokens)]
     env_base = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
     procs = {"baseline (torch default, 1024)": subprocess.Popen(
                  cmd, env={**env_base, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": TORCH_DEFAULT}, stdout=subprocess.PIPE, text=True),
@@ -122,6 +124,7 @@ def main() -> None:
     print(f"losses bit-identical over {args.steps} steps: {same}")
     result = {"machine": {"processor": platform.processor(), "cpu_count": os.cpu_count()},
               "args": {k: v for k, v in vars(args).items() if k not in ("arm", "json", "results")},
+              "capacities": {"baseline": base["capacity"], "ablate": ours["capacity"]},
               "baseline": base, "ablate": ours, "memory_ratio_end": base["rss_end_mb"] / ours["rss_end_mb"],
               "speed_ratio": base["s_per_step_median_second_half"] / ours["s_per_step_median_second_half"],
               "losses_identical": same}

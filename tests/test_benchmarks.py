@@ -107,3 +107,18 @@ def test_shared_heldout_rescores_every_model_on_one_format(tiny_data_root, tmp_p
     assert (diff["a"], diff["b"], diff["seeds"]) == ("pairs", "full", [0, 1])
     assert diff["diff"] == pytest.approx(sum(rows[("pairs", s)]["shared_ppl"] - rows[("full", s)]["shared_ppl"]
                                              for s in (0, 1)) / 2)
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_onednn_cache_benchmark_runs_and_the_cap_changes_no_loss(tmp_path):
+    out = tmp_path / "onednn.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "onednn_cache.py"), "--scale", "tiny",
+                           "--batch", "8", "--steps", "6", "--every", "2", "--train-tokens", "20000",
+                           "--results", str(tmp_path / "results"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["capacities"] == {"baseline": "1024", "ablate": "8"}
+    assert data["losses_identical"] is True
+    assert len(data["ablate"]["trace"]) == 3 and data["ablate"]["rss_end_mb"] > 0

@@ -171,3 +171,18 @@ def test_unpadded_loss_path_equals_the_padded_one_bit_for_bit():
     assert bool(~attn.bool().all()) and torch.equal(out["loss"].detach(), ref.detach())
     for g, p in zip(fast, [*model.parameters(), *head.parameters()]):
         assert (g is None and p.grad is None) or torch.equal(g, p.grad)
+
+
+@pytest.mark.parametrize("user_value, expected", [(None, "8"), ("100", "100")])
+def test_importing_ablate_caps_the_onednn_primitive_cache_unless_the_user_set_it(user_value, expected):
+    """oneDNN's default cache (1024 primitives) grew a batch-128 cell to ~10 GB (benchmarks/onednn_cache.py)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if user_value is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = user_value
+    code = "import os, ablate; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
