@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 # oneDNN (behind torch's CPU kernels) keeps a compiled primitive per operation and shape, 1024 of them by
 # default. The masked-only LM head and the unpadded batches change shapes at every step, so with the
-# default the cache grows by about 20 MB a step, to ~10 GB in one cell at 128 sequences a step. Eight
+# default the cache grew by about 14 MB a step, to 10.7 GB in one cell at 128 sequences a step. Eight
 # entries keep memory flat at the same speed and the same losses (benchmarks/onednn_cache.py). Read by
 # oneDNN when it first builds a primitive, so it is set here, before any torch work; a value the user
 # sets wins.
