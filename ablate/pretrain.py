@@ -171,13 +171,15 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
     stream = BatchStream(len(train.lengths), batch_size, cell.seed, p.masking, p.static_copies)
     curve_path = run.path / "loss.jsonl"
     c = {"step": 0, "tokens": 0, "masked": 0, "window": {}, "window_n": 0, "last_loss": float("nan"), "wall": 0.0}
-    restored = resume.load(trainer, run.path / "resume") if runtime.checkpoint_every else None
+    checkpointing = bool(runtime.checkpoint_every or runtime.checkpoint_minutes)
+    restored = resume.load(trainer, run.path / "resume") if checkpointing else None
     if restored is not None:  # seek: batches are a function of the step, nothing is replayed
         c = restored
         _truncate_curve(curve_path, c["step"])
     else:
         curve_path.unlink(missing_ok=True)
     t0 = time.perf_counter() - c["wall"]
+    last_save = time.perf_counter()
     for step in range(c["step"], steps):
         idx, epochs = stream.indices(step)
         batch = make_batch(train, idx, epochs, cell.seed, cfg, vocab).to(device)
@@ -200,9 +202,12 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
                 progress(step + 1, steps, point["loss"])
             c["last_loss"] = point["loss"]
             c["window"], c["window_n"] = {}, 0
-        if runtime.checkpoint_every and (step + 1) % runtime.checkpoint_every == 0 and step + 1 < steps:
+        by_steps = runtime.checkpoint_every and (step + 1) % runtime.checkpoint_every == 0
+        by_time = runtime.checkpoint_minutes and time.perf_counter() - last_save >= 60 * runtime.checkpoint_minutes
+        if (by_steps or by_time) and step + 1 < steps:
             c["step"], c["wall"] = step + 1, time.perf_counter() - t0
             resume.save(trainer, run.path / "resume", c)
+            last_save = time.perf_counter()
     tokens, masked_total, last_loss = c["tokens"], c["masked"], c["last_loss"]
     wall = time.perf_counter() - t0
     ev = heldout_eval(trainer, heldout, unigram, cfg, vocab, runtime.eval_batch_size, token_chars)

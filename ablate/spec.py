@@ -207,6 +207,9 @@ class RuntimeSpec(Frozen):
     eval_batch_size: int = Field(128, ge=1)
     compile: bool = False  # torch.compile the training step (measured: does not pay on CPU; see benchmarks)
     checkpoint_every: int = Field(200, ge=0)  # steps between mid-cell checkpoints for resume; 0 = never
+    # also checkpoint once this many minutes passed since the last one (slow steps: a batch-2048 step can
+    # take 10 s, so 200 steps would be half an hour lost to a kill); 0 = by steps only
+    checkpoint_minutes: float = Field(10.0, ge=0)
     progress: bool = True
     # `--executor ray`: what one cell asks of the cluster (default: `threads` CPUs, else 1; no GPU)
     cpus_per_cell: Optional[float] = Field(None, gt=0, le=1024)

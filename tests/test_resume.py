@@ -82,3 +82,26 @@ def test_nsp_run_resumes_exactly(tmp_path, tiny_data_root, monkeypatch):
     resumed = run_study(tmp_path, "crashed", text, crash_at=15, monkeypatch=monkeypatch)
     assert ref.metrics()["heldout_loss"] == resumed.metrics()["heldout_loss"]
     assert ref.metrics()["heldout_nsp_accuracy"] == resumed.metrics()["heldout_nsp_accuracy"]
+
+
+def test_time_based_checkpoints_resume_exactly(tmp_path, tiny_data_root, monkeypatch):
+    """Slow steps checkpoint by the clock too (runtime.checkpoint_minutes), so a kill loses minutes, not a
+    step interval: with steps off and a clock interval under one step, the run resumes at the step it died."""
+    text = STUDY.replace("FORMAT", "masking: dynamic").replace(
+        "checkpoint_every: 10,", "checkpoint_every: 0, checkpoint_minutes: 0.000001,")
+    ref = run_study(tmp_path, "ref", text)
+    resumed = run_study(tmp_path, "crashed", text, crash_at=23, monkeypatch=monkeypatch)
+    assert ref.metrics()["heldout_loss"] == resumed.metrics()["heldout_loss"]
+    curve_a = (ref.path / "loss.jsonl").read_text()
+    assert curve_a == (resumed.path / "loss.jsonl").read_text()
+    assert "resuming at step 23" in (resumed.path / "log.txt").read_text(encoding="utf-8")
+
+
+def test_no_checkpoints_restarts_from_scratch(tmp_path, tiny_data_root, monkeypatch):
+    text = STUDY.replace("FORMAT", "masking: dynamic").replace(
+        "checkpoint_every: 10,", "checkpoint_every: 0, checkpoint_minutes: 0,")
+    ref = run_study(tmp_path, "ref", text)
+    resumed = run_study(tmp_path, "crashed", text, crash_at=23, monkeypatch=monkeypatch)
+    assert ref.metrics()["heldout_loss"] == resumed.metrics()["heldout_loss"]
+    log = (resumed.path / "log.txt").read_text(encoding="utf-8")
+    assert "resuming" not in log and log.count("started") == 2
