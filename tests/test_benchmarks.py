@@ -122,3 +122,20 @@ def test_onednn_cache_benchmark_runs_and_the_cap_changes_no_loss(tmp_path):
     assert data["capacities"] == {"baseline": "1024", "ablate": "8"}
     assert data["losses_identical"] is True
     assert len(data["ablate"]["trace"]) == 3 and data["ablate"]["rss_end_mb"] > 0
+
+
+def test_collapse_scores_tell_one_point_from_many():
+    """benchmarks/collapse_probe.py's measure: identical states are one point (cos 1, spread 0), spread-out
+    states are not, and the spread does not depend on the states' scale."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from collapse_probe import collapse_scores
+
+    same = collapse_scores(np.tile(np.array([[1.0, 2.0, 3.0]]), (5, 1)))
+    assert same["cos"] == pytest.approx(1.0) and same["spread"] == pytest.approx(0.0, abs=1e-12)
+    orth = collapse_scores(np.eye(4))
+    assert orth["cos"] == pytest.approx(0.0) and orth["spread"] > 1
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8))
+    assert collapse_scores(10 * x)["spread"] == pytest.approx(collapse_scores(x)["spread"])
