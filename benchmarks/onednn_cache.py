@@ -50,16 +50,9 @@ def arm(args) -> None:
     from ablate.data.tokenizer import load_tokenizer
     from ablate.engine import Trainer
     from ablate.pretrain import BatchStream, make_batch
-    from ablate.scales import SCALE_PRESETS
-    from ablate.spec import Config, deep_merge
-    from ablate.store import Store
 
     torch.set_num_threads(1)
-    over = {"pretrain": {"batch_size": args.batch, "batch_multiplier": 1, "micro_batch_size": args.batch}}
-    if args.train_tokens:
-        over["data"] = {"train_tokens": args.train_tokens}
-    cfg = Config.model_validate(deep_merge(SCALE_PRESETS[args.scale], over))
-    store = Store(Path(args.results))
+    cfg, store = config(args)
     vocab = load_tokenizer(store, cfg).get_vocab_size()
     train = load_corpus(prepare_corpus(store, cfg), "train")
     trainer = Trainer(cfg, vocab, torch.device("cpu"), seed=0)
@@ -75,6 +68,29 @@ def arm(args) -> None:
             trace.append([step + 1, round(rss_mb(), 1)])
     print(json.dumps({"capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"), "trace": trace,
                       "losses": losses, "times": times, "batch": cfg.pretrain.total_batch}))
+
+
+def config(args):
+    from ablate.scales import SCALE_PRESETS
+    from ablate.spec import Config, deep_merge
+    from ablate.store import Store
+
+    over = {"pretrain": {"batch_size": args.batch, "batch_multiplier": 1, "micro_batch_size": args.batch}}
+    if args.train_tokens:
+        over["data"] = {"train_tokens": args.train_tokens}
+    return Config.model_validate(deep_merge(SCALE_PRESETS[args.scale], over)), Store(Path(args.results))
+
+
+def prepare(args) -> None:
+    """Train the tokenizer and pack the corpus once, before the two arms start at the same time (each would
+    otherwise write the same cache entry at once)."""
+    sys.path.insert(0, str(REPO))
+    from ablate.data.corpus import prepare_corpus
+    from ablate.data.tokenizer import load_tokenizer
+
+    cfg, store = config(args)
+    load_tokenizer(store, cfg)
+    prepare_corpus(store, cfg)
 
 
 def summary(r: dict) -> dict:
@@ -100,6 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.arm:
         return arm(args)
+    prepare(args)
     cmd = [sys.executable, __file__, "--arm", "--scale", args.scale, "--batch", str(args.batch), "--steps",
            str(args.steps), "--every", str(args.every), "--results", args.results, "--train-tokens", str(args.train_tokens)]
     env_base = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}

@@ -12,6 +12,7 @@ Output, cached by hash under results/_cache/:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -41,7 +42,7 @@ def iter_documents(corpus: str, split: str) -> Iterator[str]:
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # per process, as below
     np.save(tmp, arr)
     tmp.replace(path)
 
@@ -61,7 +62,7 @@ def load_sentences(store: Store, cfg: Config, split: str) -> Sentences:
         tok = load_tokenizer(store, cfg)
         s = tokenize_documents(iter_documents(d.corpus, "train" if split == "train" else HELDOUT_SPLIT), tok, budget)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two preparing one entry must not collide
         np.savez(tmp, tokens=s.tokens, sent_start=s.sent_start, doc_start=s.doc_start)
         tmp.replace(path)
     with np.load(path) as z:

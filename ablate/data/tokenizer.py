@@ -8,6 +8,7 @@ Special tokens follow RoBERTa: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -96,7 +97,7 @@ def train_tokenizer(cfg: Config, folder: Path) -> None:
     for i, s in enumerate(SPECIALS):
         assert tok.token_to_id(s) == i, f"special token {s} got id {tok.token_to_id(s)}"
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "tokenizer.json.tmp"
+    tmp = folder / f"tokenizer.json.{os.getpid()}.tmp"  # per process: two preparing one entry must not collide
     tok.save(str(tmp))
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
