@@ -70,14 +70,23 @@ def heldout_identity(cfg: Config) -> tuple[str, str]:
     return stable_hash(text), stable_hash(units)
 
 
+# Versions of how a pretraining cell measures itself, by tokenizer, hashed into its key where above 1, so a
+# corrected measure gets new cells. wordpiece 2: bits per character no longer counts a continuation piece's
+# "##" as text (data.tokenizer.token_char_lengths).
+METRIC_VERSIONS = {"wordpiece": 2}
+
+
 def pretrain_identity(cfg: Config, seed: int) -> dict[str, Any]:
-    return {
+    ident = {
         "v": HASH_VERSION,
         "model": cfg.model.model_dump(mode="json"),
         "data": data_identity(cfg),
         "pretrain": cfg.pretrain.model_dump(mode="json"),
         "seed": seed,
     }
+    if METRIC_VERSIONS.get(cfg.data.tokenizer, 1) > 1:
+        ident["metric_version"] = METRIC_VERSIONS[cfg.data.tokenizer]
+    return ident
 
 
 SPAN_SETTINGS = ("doc_stride", "max_answer_len", "n_best")  # hashed for span tasks (SQuAD) only

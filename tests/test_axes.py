@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ablate import pipeline
-from ablate.data.corpus import load_sentences
+from ablate.data.corpus import iter_documents, load_sentences
 from ablate.data.tokenizer import load_tokenizer, token_char_lengths
 from ablate.expand import expand
 from ablate.pretrain import bits_per_character
@@ -76,8 +76,14 @@ def test_token_char_lengths_count_non_space_characters(tiny_data_root, tmp_path)
         tok = load_tokenizer(store, small(tokenizer=kind))
         lengths = token_char_lengths(tok)
         assert (lengths[:5] == 0).all()
-        ids = tok.encode("The river", add_special_tokens=False).ids
-        assert int(lengths[ids].sum()) == len("Theriver"), kind
+        words = next(iter_documents(small().data.corpus, "train")).split()[:40]  # the training alphabet
+        text = " ".join(words + ["".join(words[i:i + 3]) for i in range(0, 30, 3)])  # compounds split into pieces
+        enc = tok.encode(text, add_special_tokens=False)
+        pieces = [(i, text[a:b]) for i, (a, b) in zip(enc.ids, enc.offsets) if i != 3]  # <unk> counts 0
+        assert len(pieces) > 50
+        if kind == "wordpiece":
+            assert any(tok.id_to_token(i).startswith("##") for i, _ in pieces)  # counted without their "##"
+        assert [int(lengths[i]) for i, _ in pieces] == [len(p.replace(" ", "")) for _, p in pieces], kind
 
 
 def test_bits_per_character_by_hand():

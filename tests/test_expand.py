@@ -65,3 +65,17 @@ def test_description_does_not_move_the_hash(tmp_path):
     a = keys(plan_of(tmp_path, BASE))
     b = keys(plan_of(tmp_path, BASE.replace("description: d", "description: something else"), "d.yaml"))
     assert a == b
+
+
+def test_a_corrected_measure_moves_only_its_tokenizers_keys():
+    """METRIC_VERSIONS: WordPiece cells measured before bits per character stopped counting "##" get new keys,
+    and byte-level BPE cells (every other study's) keep theirs."""
+    from ablate.expand import METRIC_VERSIONS, pretrain_identity
+    from ablate.spec import Config, DataSpec
+
+    assert METRIC_VERSIONS["wordpiece"] >= 2
+    bpe, wp = (pretrain_identity(Config(data=DataSpec(tokenizer=k)), 0) for k in ("byte_bpe", "wordpiece"))
+    assert "metric_version" not in bpe  # unchanged keys: the byte-level measure did not change
+    assert wp["metric_version"] == METRIC_VERSIONS["wordpiece"]
+    old = {k: v for k, v in wp.items() if k != "metric_version"}
+    assert stable_hash(old) != stable_hash(wp)
