@@ -206,9 +206,9 @@ class RuntimeSpec(Frozen):
     log_every: int = Field(50, ge=1)  # steps between loss-curve points
     eval_batch_size: int = Field(128, ge=1)
     compile: bool = False  # torch.compile the training step (measured: does not pay on CPU; see benchmarks)
-    checkpoint_every: int = Field(200, ge=0)  # steps between mid-cell checkpoints for resume; 0 = never
-    # also checkpoint once this many minutes passed since the last one (slow steps: a batch-2048 step can
-    # take 10 s, so 200 steps would be half an hour lost to a kill); 0 = by steps only
+    checkpoint_every: int = Field(200, ge=0)  # steps between mid-cell checkpoints for resume; 0 = not by steps
+    # also checkpoint once this many minutes passed since the last one (slow steps: a 512-sequence step takes
+    # ~5-10 s on 2 cores, so 200 steps would be half an hour lost to a kill); 0 = by steps only (both 0: never)
     checkpoint_minutes: float = Field(10.0, ge=0)
     progress: bool = True
     # `--executor ray`: what one cell asks of the cluster (default: `threads` CPUs, else 1; no GPU)
