@@ -74,7 +74,6 @@ def main() -> None:
     task = TASKS.get("sst2")
     train = load_split(task, "train").shuffle(seed=0).select(range(2000))
     val = load_split(task, "validation")
-    texts = list(val["sentence"])[:args.n]
     rows = []
     seen_random: set[str] = set()
     for ck in map(Path, args.checkpoints):
@@ -88,10 +87,10 @@ def main() -> None:
             seen_random.add(config.to_json_string())
             models.append(("random init", random_init(config)))
         for name, model in models:
-            row = {"checkpoint": str(ck) if name != "random init" else None, "model": name,
-                   **collapse_scores(first_states(model, tok, texts))}
             a = first_states(model, tok, list(train["sentence"]))
-            b = first_states(model, tok, list(val["sentence"]))
+            b = first_states(model, tok, list(val["sentence"]))  # the first n also give the collapse scores
+            row = {"checkpoint": str(ck) if name != "random init" else None, "model": name,
+                   **collapse_scores(b[:args.n])}
             row["probe"] = float(LogisticRegression(max_iter=3000).fit(a, train["label"]).score(b, val["label"]))
             row["weight_norm"] = float(torch.sqrt(sum((p.detach().float() ** 2).sum() for p in model.parameters())))
             print(f"{name:>16}  cos(<s>) {row['cos']:.4f}  spread(<s>) {row['spread']:.4f}  "

@@ -12,7 +12,7 @@ Output, cached by hash under results/_cache/:
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Iterator
 
@@ -24,7 +24,7 @@ from ablate.data.tokenizer import PAD, load_tokenizer
 from ablate.expand import corpus_identity, stable_hash, tokenizer_identity
 from ablate.paths import corpus_files
 from ablate.spec import Config
-from ablate.store import Store, atomic_write_json, read_json
+from ablate.store import Store, atomic_write_bytes, atomic_write_json, read_json
 
 HELDOUT_SPLIT = "validation"
 ARRAYS = ("blocks", "lengths", "b_start", "nsp")
@@ -42,9 +42,9 @@ def iter_documents(corpus: str, split: str) -> Iterator[str]:
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # per process, as below
-    np.save(tmp, arr)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(path, buf.getvalue())  # a temp file of its own: two preparing one entry never collide
 
 
 def load_sentences(store: Store, cfg: Config, split: str) -> Sentences:
@@ -61,10 +61,9 @@ def load_sentences(store: Store, cfg: Config, split: str) -> Sentences:
     if not path.exists():
         tok = load_tokenizer(store, cfg)
         s = tokenize_documents(iter_documents(d.corpus, "train" if split == "train" else HELDOUT_SPLIT), tok, budget)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two preparing one entry must not collide
-        np.savez(tmp, tokens=s.tokens, sent_start=s.sent_start, doc_start=s.doc_start)
-        tmp.replace(path)
+        buf = io.BytesIO()
+        np.savez(buf, tokens=s.tokens, sent_start=s.sent_start, doc_start=s.doc_start)
+        atomic_write_bytes(path, buf.getvalue())
     with np.load(path) as z:
         return Sentences(z["tokens"], z["sent_start"], z["doc_start"])
 

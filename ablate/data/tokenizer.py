@@ -8,7 +8,6 @@ Special tokens follow RoBERTa: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from ablate.expand import stable_hash, tokenizer_identity
 from ablate.spec import Config
-from ablate.store import Store, atomic_write_json
+from ablate.store import Store, atomic_write_json, atomic_write_text
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 BOS, PAD, EOS, UNK, MASK = range(5)
@@ -97,15 +96,14 @@ def train_tokenizer(cfg: Config, folder: Path) -> None:
     for i, s in enumerate(SPECIALS):
         assert tok.token_to_id(s) == i, f"special token {s} got id {tok.token_to_id(s)}"
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"tokenizer.json.{os.getpid()}.tmp"  # per process: two preparing one entry must not collide
-    tok.save(str(tmp))
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
         unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
     )
     hf.save_pretrained(str(folder / "hf"))
     atomic_write_json(folder / "identity.json", tokenizer_identity(cfg))
-    tmp.replace(folder / "tokenizer.json")  # last: its presence means the cache entry is complete
+    # last: its presence means the cache entry is complete
+    atomic_write_text(folder / "tokenizer.json", tok.to_str(pretty=True))
 
 
 def token_char_lengths(tok) -> np.ndarray:
