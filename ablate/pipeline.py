@@ -190,7 +190,7 @@ def finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[Ru
         spec = read_json(run.path / "spec.json")
         if not run.is_done() or spec is None or spec.get("identity") != identity:
             continue
-        if kind == "pretrain" and not (run.checkpoint / "model.safetensors").exists():
+        if kind == "pretrain" and not run.has_weights():
             continue  # weights are not committed: a clone's other studies cannot lend a checkpoint
         if kind == "finetune" and not _same_pretraining(other, cell):
             continue
@@ -280,15 +280,15 @@ def jobs(plan: Plan, store: Store, force: bool) -> list[Job]:
     left out (all of them run again under force)."""
     name, out, seen = plan.study.name, [], set()
 
-    def add(kind: str, cell, after: Optional[str] = None) -> None:
+    def add(kind: str, cell, after: Optional[str] = None, again: bool = False) -> None:
         run = store.pretrain(name, cell.key) if kind == "pretrain" else store.finetune(name, cell.key)
-        if cell.key in seen or (run.is_done() and not force):
+        if cell.key in seen or (run.is_done() and not force and not again):
             return
         seen.add(cell.key)
         out.append(Job(kind, cell, len(out), after))
 
     for cell in plan.pretrain:
-        add("pretrain", cell)
+        add("pretrain", cell, again=weights_lost(plan, store, cell.key))
         for ft in plan.finetunes_of(cell.key):
             if ft.variant == cell.variant and ft.pretrain_seed == cell.seed:
                 add("finetune", ft, after=cell.key)
@@ -296,6 +296,16 @@ def jobs(plan: Plan, store: Store, force: bool) -> list[Job]:
         add("finetune", ft)
     pending = {j.key for j in out if j.kind == "pretrain"}
     return [j if j.after in pending else replace(j, after=None) for j in out]
+
+
+def weights_lost(plan: Plan, store: Store, pretrain_key: str) -> bool:
+    """A finished pretraining cell whose weights are gone (weights are never committed, so a clone or a
+    wiped machine has its metrics but no checkpoint) while a fine-tune of it is still pending: it must
+    pretrain again, or that fine-tune has nothing to start from."""
+    run = store.pretrain(plan.study.name, pretrain_key)
+    if not run.is_done() or run.has_weights():
+        return False
+    return any(not store.finetune(plan.study.name, ft.key).is_done() for ft in plan.finetunes_of(pretrain_key))
 
 
 def run_cell(job: Job, ctx: CellContext, store: Store, reporter: Reporter) -> Outcome:
@@ -405,6 +415,9 @@ def _run_finetune(cell: FinetuneCell, ctx: CellContext, store: Store, reporter: 
 
     def work() -> dict:
         reporter.stage(label)
+        if checkpoint is not None and not (checkpoint / "model.safetensors").exists():
+            raise RuntimeError(f"the weights of pretraining cell {cell.pretrain_key} are missing "
+                               f"({checkpoint}); `ablate run` pretrains it again")
         with store.cache_lock():
             tok = load_tokenizer(store, cell.config)
         return finetune(cell, checkpoint, tok, ctx.runtime, reporter.step)

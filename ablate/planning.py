@@ -33,8 +33,10 @@ def _status(run) -> str:
 
 
 def plan_rows(plan: Plan, store: Store) -> tuple[list[dict], str]:
-    """One row per cell; status: done, failed, pending, or `in <study>` (finished there: `run` copies it)."""
-    from ablate.pipeline import finished_elsewhere
+    """One row per cell; status: done, failed, pending, `in <study>` (finished there: `run` copies it), or
+    `weights lost` (finished, but a pending fine-tune needs its weights, which are gone: `run` pretrains it
+    again)."""
+    from ablate.pipeline import finished_elsewhere, weights_lost
 
     name = plan.study.name
     rows, pending_flops = [], 0.0
@@ -50,7 +52,9 @@ def plan_rows(plan: Plan, store: Store) -> tuple[list[dict], str]:
     for c in plan.pretrain:
         flops = pretrain_flops(c.config)
         status = status_of("pretrain", c)
-        pending_flops += flops if status in ("pending", "failed") else 0
+        if status == "done" and weights_lost(plan, store, c.key):
+            status = "weights lost"
+        pending_flops += flops if status in ("pending", "failed", "weights lost") else 0
         rows.append({"stage": "pretrain", "cell": c.label, "key": c.key, "status": status,
                      "compute": f"{flops:.2e} FLOPs"})
     for c in plan.finetune:

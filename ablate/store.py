@@ -68,6 +68,10 @@ class RunDir:
     def is_done(self) -> bool:
         return self.metrics_path.exists()
 
+    def has_weights(self) -> bool:
+        """A pretraining run's weights are here (they are never committed: a clone has none)."""
+        return (self.checkpoint / "model.safetensors").exists()
+
     def metrics(self) -> Optional[dict]:
         return read_json(self.metrics_path)
 

@@ -9,6 +9,7 @@ import pytest
 from ablate import pipeline
 from ablate.errors import CellFailed
 from ablate.expand import expand
+from ablate.progress import Reporter
 from ablate.results import collect
 from ablate.spec import load_study
 from ablate.store import Store
@@ -116,6 +117,44 @@ def test_failed_cell_is_recorded_and_study_goes_on(micro, monkeypatch):
     monkeypatch.setattr("ablate.pretrain.pretrain", pipeline_pretrain)
     counts = pipeline.run(plan, store)  # the failed cells are retried, the rest skipped
     assert counts == {"ran": 2, "skipped": 3, "failed": 0, "reused": 0}
+
+
+def test_a_finished_pretraining_cell_without_weights_runs_again_only_for_a_pending_fine_tune(micro):
+    """Weights are never committed: on a clone (or a wiped machine) a finished pretraining cell has its
+    metrics but no checkpoint. Nothing reruns while its fine-tunes are done; a pending fine-tune makes the
+    cell pretrain again (same numbers: it is deterministic) instead of failing on a missing checkpoint."""
+    from ablate.planning import plan_rows
+
+    plan, store = micro
+    pipeline.run(plan, store)
+    static = next(c for c in plan.pretrain if c.variant == "static")
+    run = store.pretrain("micro", static.key)
+    before = run.metrics()
+    for f in run.checkpoint.iterdir():
+        f.unlink()
+    assert not run.has_weights()
+    assert pipeline.run(plan, store)["ran"] == 0  # its fine-tunes are done: the weights are not needed
+
+    ft = next(c for c in plan.finetunes_of(static.key))
+    store.finetune("micro", ft.key).metrics_path.unlink()  # a fine-tune pending (a new task, say)
+    rows, summary = plan_rows(plan, store)
+    assert {r["key"]: r["status"] for r in rows}[static.key] == "weights lost"
+    assert "2 to run" in summary
+    counts = pipeline.run(plan, store)
+    assert counts == {"ran": 2, "skipped": 3, "failed": 0, "reused": 0}
+    assert run.has_weights() and store.finetune("micro", ft.key).is_done()
+    after = run.metrics()
+    assert after["heldout_ppl"] == pytest.approx(before["heldout_ppl"], rel=1e-6)
+
+
+def test_a_fine_tune_whose_checkpoint_is_missing_fails_with_a_clear_error(micro):
+    plan, store = micro
+    static = next(c for c in plan.pretrain if c.variant == "static")
+    ft = next(c for c in plan.finetunes_of(static.key))
+    ctx = pipeline.CellContext("micro", plan.study.runtime, False, None)
+    outcome = pipeline.run_cell(pipeline.Job("finetune", ft, 0), ctx, store, Reporter(enabled=False))
+    assert outcome.status == "failed"
+    assert f"weights of pretraining cell {static.key} are missing" in store.finetune("micro", ft.key).error()["error"]
 
 
 def test_force_reruns(micro):
