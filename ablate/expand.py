@@ -26,15 +26,23 @@ def stable_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
 
 
+# Versions of a tokenizer's training, hashed with its settings where above 1, so a changed tokenizer gets new
+# caches and cells. wordpiece 2: ids in a canonical order (the trainer's own order varies between processes).
+TOKENIZER_VERSIONS = {"wordpiece": 2}
+
+
 def tokenizer_identity(cfg: Config) -> dict[str, Any]:
     d = cfg.data
-    return {
+    ident = {
         "v": HASH_VERSION,
         "corpus": d.corpus,
         "tokenizer": d.tokenizer,
         "vocab_size": d.vocab_size,
         "train_chars": d.tokenizer_train_chars,
     }
+    if TOKENIZER_VERSIONS.get(d.tokenizer, 1) > 1:
+        ident["tokenizer_version"] = TOKENIZER_VERSIONS[d.tokenizer]
+    return ident
 
 
 # Versions of a format's packing rule, hashed with the data settings where they are above 1, so a changed
@@ -86,6 +94,8 @@ def pretrain_identity(cfg: Config, seed: int) -> dict[str, Any]:
     }
     if METRIC_VERSIONS.get(cfg.data.tokenizer, 1) > 1:
         ident["metric_version"] = METRIC_VERSIONS[cfg.data.tokenizer]
+    if TOKENIZER_VERSIONS.get(cfg.data.tokenizer, 1) > 1:
+        ident["tokenizer_version"] = TOKENIZER_VERSIONS[cfg.data.tokenizer]
     return ident
 
 

@@ -70,6 +70,45 @@ def test_tokenizers_round_trip(tiny_data_root, tmp_path, kind):
     assert pair[0] == 0 and pair[-1] == 2 and pair.count(2) == 3  # same <s> A </s></s> B </s> layout
 
 
+TRAIN_IN_SUBPROCESS = """
+import sys
+from pathlib import Path
+from ablate.data.tokenizer import load_tokenizer
+from ablate.spec import Config, DataSpec
+from ablate.store import Store
+cfg = Config(data=DataSpec(vocab_size=400, tokenizer_train_chars=20_000, max_len=32, heldout_tokens=1000,
+                           tokenizer=sys.argv[1]))
+load_tokenizer(Store(Path(sys.argv[2])), cfg)
+"""
+
+
+@pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece"])
+def test_tokenizer_training_is_the_same_in_every_process(tiny_data_root, tmp_path, kind):
+    # WordPiece's trainer numbers the same vocabulary differently from one process to the next; ablate renumbers it
+    import os
+    import subprocess
+    import sys
+
+    files = []
+    for i in range(3):
+        env = {**os.environ, "PYTHONHASHSEED": str(i)}
+        subprocess.run([sys.executable, "-c", TRAIN_IN_SUBPROCESS, kind, str(tmp_path / f"r{i}")], env=env,
+                       check=True, cwd=tmp_path)
+        (path,) = (tmp_path / f"r{i}").glob("_cache/tokenizer/*/tokenizer.json")
+        files.append(path.read_bytes())
+    assert files[0] == files[1] == files[2]
+
+
+def test_canonical_ids_keep_the_tokens_and_put_specials_first():
+    from ablate.data.tokenizer import SPECIALS, canonical_ids
+
+    vocab = {"##b": 0, "<pad>": 4, "a": 2, "<s>": 3, "</s>": 1, "<unk>": 5, "<mask>": 6, "##a": 7}
+    ids = canonical_ids(vocab)
+    assert set(ids) == set(vocab) and sorted(ids.values()) == list(range(len(vocab)))
+    assert [ids[s] for s in SPECIALS] == list(range(len(SPECIALS)))
+    assert canonical_ids(dict(reversed(list(vocab.items())))) == ids  # whatever order they came in
+
+
 def test_token_char_lengths_count_non_space_characters(tiny_data_root, tmp_path):
     store = Store(tmp_path / "r")
     for kind in ("byte_bpe", "wordpiece"):

@@ -67,19 +67,45 @@ def _byte_bpe(cfg: Config):
     return tok
 
 
+def canonical_ids(vocab: dict[str, int]) -> dict[str, int]:
+    """The same tokens with ids in a fixed order: the specials first, then the rest sorted by their text.
+    WordPiece splits text by longest match over the vocabulary, which ids do not enter."""
+    rest = sorted(t for t in vocab if t not in SPECIALS)
+    return {t: i for i, t in enumerate(SPECIALS + rest)}
+
+
 def _wordpiece(cfg: Config):
     """BERT's cased WordPiece over BERT's pre-tokenisation, with RoBERTa's special tokens and pair layout,
-    so the input format and everything downstream stay the same."""
+    so the input format and everything downstream stay the same.
+
+    The WordPiece trainer of `tokenizers` is not deterministic on its own: it numbers the continuation alphabet
+    ("##e", "##s", ...) in the order words come out of a hash map, which differs from process to process, and
+    breaks ties between equally frequent merges by those numbers, so two trainings on the same text could learn
+    different pieces (and did, on small corpora; on the studies' corpus the same pieces, numbered differently).
+    The fix: a first training finds the continuation alphabet, a second one starts from it in sorted order
+    (passed ahead of the alphabet, as the trainer's special tokens are, so their ids no longer depend on the
+    hash map), and the final vocabulary is renumbered canonically."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    tok = Tokenizer(models.WordPiece(unk_token="<unk>", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
-                                                lowercase=False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=cfg.data.vocab_size, min_frequency=2, special_tokens=SPECIALS,
-                                        show_progress=False)
-    tok.train_from_iterator(_train_texts(cfg, cfg.data.tokenizer_train_chars), trainer=trainer)
+    def bert(vocab=None):
+        tok = Tokenizer(models.WordPiece(vocab, unk_token="<unk>", max_input_chars_per_word=100))
+        tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=False, lowercase=False)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        return tok
+
+    def train(first: list[str]):
+        tok = bert()
+        trainer = trainers.WordPieceTrainer(vocab_size=cfg.data.vocab_size, min_frequency=2,
+                                            special_tokens=SPECIALS + first, show_progress=False)
+        tok.train_from_iterator(_train_texts(cfg, cfg.data.tokenizer_train_chars), trainer=trainer)
+        return tok
+
+    continuation = sorted(t for t in train([]).get_vocab() if t.startswith("##") and len(t) == 3)
+    vocab = canonical_ids(train(continuation).get_vocab())
+    tok = bert(vocab)
+    tok.add_special_tokens(SPECIALS)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
         special_tokens=[("<s>", BOS), ("</s>", EOS)])
