@@ -55,8 +55,9 @@ def main(argv=None) -> int:
     for o in out:
         flag = "" if o["seed_verdict"] == o["report_verdict"] else "   <- changes"
         print(f"{o['study']:12s} {o['a']:>20s} - {o['b']:<20s} {o['task']:5s} "
-              f"9 runs {o['report_diff']:+6.2f} [{o['report_ci'][0]:+6.2f}, {o['report_ci'][1]:+6.2f}] {o['report_verdict']:12s}"
-              f" | 3 seeds [{o['seed_ci'][0]:+6.2f}, {o['seed_ci'][1]:+6.2f}] {o['seed_verdict']}{flag}")
+              f"{o['report_n']} runs {o['report_diff']:+6.2f} [{o['report_ci'][0]:+6.2f}, {o['report_ci'][1]:+6.2f}] "
+              f"{o['report_verdict']:12s} | {o['seed_n']} seeds {o['seed_diff']:+6.2f} "
+              f"[{o['seed_ci'][0]:+6.2f}, {o['seed_ci'][1]:+6.2f}] {o['seed_verdict']}{flag}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0
