@@ -1,6 +1,7 @@
-"""The `ablate` command: thin Typer wrappers over the library.
+"""The `ablate` command: thin Typer wrappers over the library. Each command parses its options, calls one
+library function, and prints.
 
-Heavy imports (torch, transformers, pandas) happen inside the commands, so `ablate --help`
+The library is imported inside the commands (torch, transformers and pandas behind it), so `ablate --help`
 starts fast. A UserError becomes one line on stderr and exit code 2.
 """
 
@@ -14,6 +15,8 @@ from typing import Annotated, Optional
 import typer
 
 from ablate.errors import UserError
+from ablate.paths import results_root
+from ablate.store import Store
 
 app = typer.Typer(
     help="Reproduce the RoBERTa paper's pretraining comparisons on small models.",
@@ -47,10 +50,7 @@ def one_line(message: str, limit: int = 600) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _store(results: Optional[Path]):
-    from ablate.paths import results_root
-    from ablate.store import Store
-
+def _store(results: Optional[Path]) -> Store:
     return Store(results_root(results))
 
 
@@ -58,14 +58,10 @@ def _store(results: Optional[Path]):
 @user_errors
 def validate(studies: Annotated[list[Path], typer.Argument(help="Study files to check")]) -> None:
     """Check study files at every scale without running anything."""
-    from ablate.expand import expand
-    from ablate.spec import SCALES, load_study
+    from ablate.study.cells import validate_study  # lazy: keeps `ablate --help` fast
 
     for path in studies:
-        for scale in SCALES:
-            plan = expand(load_study(path, scale))
-        spec = load_study(path)
-        plan = expand(spec)
+        spec, plan = validate_study(path)
         typer.echo(f"ok: {path} ({spec.name}: {len(spec.variants)} variants, {len(plan.pretrain)} pretraining "
                    f"and {len(plan.finetune)} fine-tuning cells at scale {spec.scale})")
 
@@ -74,15 +70,12 @@ def validate(studies: Annotated[list[Path], typer.Argument(help="Study files to 
 @user_errors
 def plan(study: StudyArg, scale: ScaleOpt = None, results: ResultsOpt = None) -> None:
     """List the cells of a study with their hashes, status and rough compute."""
-    from ablate.expand import expand
-    from ablate.planning import plan_rows
-    from ablate.spec import load_study
-
-    spec = load_study(study, scale)
-    rows, summary = plan_rows(expand(spec), _store(results))
-    from rich.console import Console
+    from rich.console import Console  # lazy, as every import of a command: keeps `ablate --help` fast
     from rich.table import Table
 
+    from ablate.run.status import study_rows  # lazy, as above
+
+    spec, rows, summary = study_rows(study, scale, _store(results))
     table = Table(title=f"{spec.name} at scale {spec.scale}")
     for col in ("stage", "cell", "key", "status", "compute"):
         table.add_column(col)
@@ -115,38 +108,12 @@ def run(
                                                            "(default: runtime.gpus_per_cell, else 0)")] = None,
 ) -> None:
     """Pretrain and fine-tune every pending cell of a study (finished cells are skipped)."""
-    from ablate.expand import expand
-    from ablate.spec import load_study
+    from ablate.run.pipeline import RunOptions, run_study  # lazy: torch and transformers load here
 
-    if executor not in ("local", "ray"):
-        raise UserError(f"--executor must be local or ray, not {executor!r}")
-    if executor == "local" and (address is not None or cpus_per_cell is not None or gpus_per_cell is not None):
-        raise UserError("--address, --cpus-per-cell and --gpus-per-cell need --executor ray")
-    if executor == "ray" and jobs > 1:
-        raise UserError("--jobs is for the local executor; on Ray, as many cells run at once as the cluster fits")
-    if executor == "ray":
-        from ablate.executors import RAY_INSTALL, ray_available
-
-        if not ray_available():
-            raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL}")
-    spec = load_study(study, scale)
-    runtime = {k: v for k, v in {"threads": threads, "device": device, "cpus_per_cell": cpus_per_cell,
-                                 "gpus_per_cell": gpus_per_cell}.items() if v is not None}
-    if runtime:
-        from pydantic import ValidationError
-
-        try:
-            spec = spec.model_copy(update={"runtime": spec.runtime.model_validate({**spec.runtime.model_dump(), **runtime})})
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise UserError(f"bad runtime option {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    from ablate.executors import JobsExecutor, LocalExecutor, RayExecutor
-    from ablate.pipeline import run as run_plan
-    from ablate.progress import Reporter
-
-    ex = RayExecutor(address) if executor == "ray" else JobsExecutor(jobs) if jobs > 1 else LocalExecutor()
-    counts = run_plan(expand(spec), _store(results), force=force, reporter=Reporter(enabled=progress), wait=wait,
-                      executor=ex)
+    opts = RunOptions(scale=scale, results=results, force=force, wait=wait, progress=progress, jobs=jobs,
+                      executor=executor, address=address, threads=threads, device=device,
+                      cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell)
+    spec, counts = run_study(study, opts)
     reused = f", {counts['reused']} copied from other studies" if counts.get("reused") else ""
     typer.echo(f"{spec.name}: {counts['ran']} ran, {counts['skipped']} already done{reused}, {counts['failed']} failed")
 
@@ -158,7 +125,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Report directory")] = Path("reports"),
 ) -> None:
     """Aggregate every study in the results directory into HTML reports."""
-    from ablate.reporting import build_reports
+    from ablate.report.build import build_reports  # lazy: pandas and matplotlib load here
 
     written = build_reports(_store(results), out)
     for path in written:
@@ -169,7 +136,7 @@ def report(
 @user_errors
 def ls(results: ResultsOpt = None) -> None:
     """Studies and cells in the results directory, with their status."""
-    from ablate.reporting import study_status
+    from ablate.run.status import study_status  # lazy: keeps `ablate --help` fast
 
     store = _store(results)
     names = store.studies()

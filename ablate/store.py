@@ -104,7 +104,7 @@ class RunDir:
 class Store:
     def __init__(self, root: Path, cache_root: Optional[Path] = None):
         """cache_root: where prepared data and tokenizers live (default root/_cache); a Ray worker keeps
-        one per node while its run directories are private (ablate/executors.py)."""
+        one per node while its run directories are private (ablate/run/ray.py)."""
         self.root = Path(root)
         self.cache_root = Path(cache_root) if cache_root is not None else self.root / "_cache"
 
@@ -124,7 +124,7 @@ class Store:
     def cache_lock(self) -> Iterator[None]:
         """Held while a cell prepares (or finds) cache entries, so cells running at once (--jobs, Ray
         tasks on one node) never build the same tokenizer or corpus together."""
-        import fcntl
+        import fcntl  # POSIX only: imported where it is used, so the store still imports on other systems
 
         self.cache_root.mkdir(parents=True, exist_ok=True)
         with open(self.cache_root / ".lock", "a") as f:

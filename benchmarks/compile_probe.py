@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pretrain_throughput import make_config, load_blocks, make_batch_from
-import ablate.engine as E
+import ablate.model as E
+from ablate.train.trainer import Trainer
 
 def layer_body(layer, x, real, bias, k_attn, k_o, k_f, B: int, L: int, nh: int, p_attn: float):
     H = x.shape[-1]; hd = H // nh
@@ -76,7 +77,7 @@ def main() -> None:
     compiled_body = torch.compile(layer_body, dynamic=True)
     rng = np.random.default_rng(0)
     bs = [make_batch_from(blocks, lengths, rng.integers(0, len(lengths), 32), 0, cfg, vocab) for _ in range(60)]
-    trs = {"eager": E.Trainer(cfg, vocab, torch.device("cpu"), seed=0), "same_eager": E.Trainer(cfg, vocab, torch.device("cpu"), seed=0), "compiled": E.Trainer(cfg, vocab, torch.device("cpu"), seed=0)}
+    trs = {"eager": Trainer(cfg, vocab, torch.device("cpu"), seed=0), "same_eager": Trainer(cfg, vocab, torch.device("cpu"), seed=0), "compiled": Trainer(cfg, vocab, torch.device("cpu"), seed=0)}
     trs["same_eager"].loss_fn = fast_losses
     trs["compiled"].loss_fn = lambda *a, **k: fast_losses(*a, **k, body=compiled_body)
     t = time.perf_counter()

@@ -77,17 +77,17 @@ def main() -> None:
     import datasets
     import numpy as np
 
-    from ablate.data.tokenizer import load_tokenizer, tokenizer_dir
+    from ablate.run.prepare import tokenizer_for, cache_for
     from ablate.paths import data_root
-    from ablate.scales import SCALE_PRESETS
-    from ablate.spec import Config
+    from ablate.study.scales import SCALE_PRESETS
+    from ablate.study.spec import Config
     from ablate.store import Store
 
     datasets.disable_progress_bars()
     store = Store(Path(args.results))
     cfg = Config.model_validate(SCALE_PRESETS["cpu"])
-    tok = load_tokenizer(store, cfg)
-    hf_dir = tokenizer_dir(store, cfg) / "hf"
+    tok = tokenizer_for(store, cfg)
+    hf_dir = cache_for(store, cfg).tokenizer / "hf"
     shard = data_root() / "corpus" / args.shard
     times = {"baseline": [], "ablate": []}
     tokens = {}
@@ -101,11 +101,12 @@ def main() -> None:
                     tokens[name] = ours(shard, tok, args.max_len, Path(tmp))
                 times[name].append(time.perf_counter() - t0)
     # Reloading a prepared cache entry, as every pretraining cell does (built here if missing).
-    from ablate.data.corpus import load_corpus, prepare_corpus
+    from ablate.data.corpus import load_corpus
+    from ablate.run.prepare import corpus_for
 
-    prepare_corpus(store, cfg)
+    corpus_for(store, cfg)
     t0 = time.perf_counter()
-    folder = prepare_corpus(store, cfg)
+    folder = corpus_for(store, cfg)
     train, held = load_corpus(folder, "train"), load_corpus(folder, "heldout")
     np.load(folder / "unigram.npy")
     int(train.blocks[-1, 0]) + int(held.blocks[-1, 0])

@@ -146,12 +146,12 @@ def random_init(config):
 def find_tokenizer(ck: Path) -> Path:
     """The tokenizer a pretraining run used: the package's cache entry for the data settings in its spec."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from ablate.data.tokenizer import tokenizer_dir
-    from ablate.spec import Config, DataSpec
+    from ablate.run.prepare import cache_for
+    from ablate.study.spec import Config, DataSpec
     from ablate.store import Store
 
     data = json.loads((ck.parent / "spec.json").read_text())["identity"]["data"]
-    path = tokenizer_dir(Store(ck.parents[3]), Config(data=DataSpec(**data))) / "tokenizer.json"
+    path = cache_for(Store(ck.parents[3]), Config(data=DataSpec(**data))).tokenizer / "tokenizer.json"
     if not path.exists():
         sys.exit(f"no cached tokenizer for {ck} (looked for {path}); pass --tokenizer")
     return path

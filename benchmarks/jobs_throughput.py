@@ -31,8 +31,9 @@ sys.path.insert(0, str(REPO))
 
 
 def _config(scale: str, batch: int):
-    from ablate.scales import SCALE_PRESETS
-    from ablate.spec import Config, deep_merge
+    from ablate.study.scales import SCALE_PRESETS
+    from ablate.study.load import deep_merge
+    from ablate.study.spec import Config
 
     return Config.model_validate(deep_merge(SCALE_PRESETS[scale], {"pretrain": {"batch_size": batch}}))
 
@@ -42,17 +43,18 @@ def _worker(threads: int, seconds: float, scale: str, batch: int, results: str, 
     import torch
 
     torch.set_num_threads(threads)
-    from ablate.data.corpus import load_corpus, prepare_corpus
+    from ablate.data.corpus import load_corpus
+    from ablate.run.prepare import corpus_for
     from ablate.data.formats import Packed
-    from ablate.data.tokenizer import load_tokenizer
-    from ablate.engine import Trainer
-    from ablate.pretrain import make_batch
+    from ablate.run.prepare import tokenizer_for
+    from ablate.train.trainer import Trainer
+    from ablate.data.batches import make_batch
     from ablate.store import Store
 
     cfg = _config(scale, batch)
     store = Store(Path(results))
-    vocab = load_tokenizer(store, cfg).get_vocab_size()
-    data = load_corpus(prepare_corpus(store, cfg), "train")
+    vocab = tokenizer_for(store, cfg).get_vocab_size()
+    data = load_corpus(corpus_for(store, cfg), "train")
     packed = Packed(np.asarray(data.blocks), data.lengths)
     trainer = Trainer(cfg, vocab, torch.device("cpu"), seed=seed)
     rng = np.random.default_rng(seed)
@@ -74,13 +76,13 @@ def _worker(threads: int, seconds: float, scale: str, batch: int, results: str, 
 
 
 def _prepare(args) -> None:
-    from ablate.data.corpus import prepare_corpus
-    from ablate.data.tokenizer import load_tokenizer
+    from ablate.run.prepare import corpus_for
+    from ablate.run.prepare import tokenizer_for
     from ablate.store import Store
 
     cfg, store = _config(args.scale, args.batch), Store(Path(args.results))
-    load_tokenizer(store, cfg)
-    prepare_corpus(store, cfg)
+    tokenizer_for(store, cfg)
+    corpus_for(store, cfg)
 
 
 def measure(procs: int, threads: int, args) -> float:
@@ -110,7 +112,7 @@ def main() -> None:
     ap.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "jobs_throughput.json"))
     args = ap.parse_args()
     os.environ.setdefault("ABLATE_DATA_DIR", str(REPO.parent / "shared" / "data"))
-    from ablate.scales import SCALE_PRESETS
+    from ablate.study.scales import SCALE_PRESETS
 
     args.batch = args.batch or SCALE_PRESETS[args.scale]["pretrain"]["batch_size"]
     threads = max(1, args.cores // args.jobs)

@@ -38,14 +38,16 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="default: benchmarks/results/nsp_cues_<format>.json")
     args = ap.parse_args()
     os.environ.setdefault("ABLATE_DATA_DIR", str(REPO.parent / "shared" / "data"))
-    from ablate.data.corpus import load_corpus, prepare_corpus
-    from ablate.scales import SCALE_PRESETS
-    from ablate.spec import Config, deep_merge
+    from ablate.data.corpus import load_corpus
+    from ablate.run.prepare import corpus_for
+    from ablate.study.scales import SCALE_PRESETS
+    from ablate.study.load import deep_merge
+    from ablate.study.spec import Config
     from ablate.store import Store
 
     cfg = Config.model_validate(deep_merge(SCALE_PRESETS[args.scale], {"data": {"format": args.format},
                                                                        "pretrain": {"nsp": True}}))
-    folder = prepare_corpus(Store(Path(args.results)), cfg)
+    folder = corpus_for(Store(Path(args.results)), cfg)
     max_len = cfg.data.max_len
     out = {"format": args.format, "scale": args.scale, "corpus": folder.name}
     data = {split: load_corpus(folder, split) for split in ("train", "heldout")}

@@ -46,15 +46,16 @@ def arm(args) -> None:
     import ablate  # noqa: F401  (sets the cache capacity unless the environment did)
     import torch
 
-    from ablate.data.corpus import load_corpus, prepare_corpus
-    from ablate.data.tokenizer import load_tokenizer
-    from ablate.engine import Trainer
-    from ablate.pretrain import BatchStream, make_batch
+    from ablate.data.corpus import load_corpus
+    from ablate.run.prepare import corpus_for
+    from ablate.run.prepare import tokenizer_for
+    from ablate.train.trainer import Trainer
+    from ablate.data.batches import BatchStream, make_batch
 
     torch.set_num_threads(1)
     cfg, store = config(args)
-    vocab = load_tokenizer(store, cfg).get_vocab_size()
-    train = load_corpus(prepare_corpus(store, cfg), "train")
+    vocab = tokenizer_for(store, cfg).get_vocab_size()
+    train = load_corpus(corpus_for(store, cfg), "train")
     trainer = Trainer(cfg, vocab, torch.device("cpu"), seed=0)
     stream = BatchStream(len(train.lengths), cfg.pretrain.total_batch, 0, "dynamic", 1)
     trace, losses, times = [], [], []
@@ -71,8 +72,9 @@ def arm(args) -> None:
 
 
 def config(args):
-    from ablate.scales import SCALE_PRESETS
-    from ablate.spec import Config, deep_merge
+    from ablate.study.scales import SCALE_PRESETS
+    from ablate.study.load import deep_merge
+    from ablate.study.spec import Config
     from ablate.store import Store
 
     over = {"pretrain": {"batch_size": args.batch, "batch_multiplier": 1, "micro_batch_size": args.batch}}
@@ -85,12 +87,12 @@ def prepare(args) -> None:
     """Train the tokenizer and pack the corpus once, before the two arms start at the same time (each would
     otherwise write the same cache entry at once)."""
     sys.path.insert(0, str(REPO))
-    from ablate.data.corpus import prepare_corpus
-    from ablate.data.tokenizer import load_tokenizer
+    from ablate.run.prepare import corpus_for
+    from ablate.run.prepare import tokenizer_for
 
     cfg, store = config(args)
-    load_tokenizer(store, cfg)
-    prepare_corpus(store, cfg)
+    tokenizer_for(store, cfg)
+    corpus_for(store, cfg)
 
 
 def summary(r: dict) -> dict:

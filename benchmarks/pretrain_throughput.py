@@ -79,8 +79,9 @@ def gemm_ceiling(cfg, vocab: int, batch: int, seconds: float = 3.0) -> float:
 
 
 def make_config(args):
-    from ablate.scales import SCALE_PRESETS
-    from ablate.spec import Config, deep_merge
+    from ablate.study.scales import SCALE_PRESETS
+    from ablate.study.load import deep_merge
+    from ablate.study.spec import Config
 
     over = {"model": {}, "data": {"train_tokens": args.train_tokens}, "pretrain": {"batch_size": args.batch}}
     if args.hidden:
@@ -90,13 +91,14 @@ def make_config(args):
 
 
 def load_blocks(cfg, results: Path):
-    from ablate.data.corpus import load_corpus, prepare_corpus
-    from ablate.data.tokenizer import load_tokenizer, tokenizer_dir
+    from ablate.data.corpus import load_corpus
+    from ablate.run.prepare import corpus_for
+    from ablate.run.prepare import tokenizer_for, cache_for
     from ablate.store import Store
 
     store = Store(results)
-    tok = load_tokenizer(store, cfg)
-    return load_corpus(prepare_corpus(store, cfg), "train"), tok.get_vocab_size(), tokenizer_dir(store, cfg) / "hf"
+    tok = tokenizer_for(store, cfg)
+    return load_corpus(corpus_for(store, cfg), "train"), tok.get_vocab_size(), cache_for(store, cfg).tokenizer / "hf"
 
 
 class Baseline:
@@ -135,7 +137,7 @@ class Ablate:
     """The ablate engine, as ablate.pretrain uses it."""
 
     def __init__(self, cfg, vocab, hf_dir, seed=0, compile=False):
-        from ablate.engine import Trainer
+        from ablate.train.trainer import Trainer
 
         self.cfg, self.vocab = cfg, vocab
         self.trainer = Trainer(cfg, vocab, torch.device("cpu"), seed=seed, compile=compile)
@@ -153,7 +155,7 @@ class Ablate:
 
 def make_batch_from(blocks, lengths, idx, step, cfg, vocab):
     from ablate.data.formats import Packed
-    from ablate.pretrain import make_batch
+    from ablate.data.batches import make_batch
 
     return make_batch(Packed(blocks, lengths), idx, np.zeros(len(idx), dtype=np.int64), 0, cfg, vocab)
 

@@ -71,12 +71,13 @@ def main() -> None:
     os.environ.setdefault("ABLATE_DATA_DIR", str(REPO.parent / "shared" / "data"))
     import torch
 
-    from ablate import pipeline
-    from ablate.expand import RANDOM_INIT, expand
-    from ablate.planning import pretrain_flops
-    from ablate.results import collect
-    from ablate.scales import SCALE_PRESETS
-    from ablate.spec import Config, deep_merge, load_study
+    from ablate.run import pipeline
+    from ablate.study.cells import RANDOM_INIT, expand
+    from ablate.run.budget import pretrain_flops
+    from ablate.analysis.results import collect
+    from ablate.study.scales import SCALE_PRESETS
+    from ablate.study.load import deep_merge, load_study
+    from ablate.study.spec import Config
     from ablate.store import Store
 
     torch.set_num_threads(os.cpu_count() or 1)

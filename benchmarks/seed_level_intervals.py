@@ -22,7 +22,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ablate.aggregate import mean_interval, scale_of, verdict  # noqa: E402
+from ablate.analysis.aggregate import mean_interval, scale_of  # noqa: E402
+from ablate.analysis.verdicts import verdict  # noqa: E402
 
 
 def seed_level(scores: pd.DataFrame, a: str, b: str, task: str, metric: str) -> dict:

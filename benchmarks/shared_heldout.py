@@ -25,9 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ablate.aggregate import mean_interval  # noqa: E402
-from ablate.expand import expand, heldout_identity  # noqa: E402
-from ablate.spec import load_study  # noqa: E402
+from ablate.analysis.aggregate import mean_interval  # noqa: E402
+from ablate.study.cells import expand  # noqa: E402
+from ablate.study.identity import heldout_identity  # noqa: E402
+from ablate.study.load import load_study  # noqa: E402
 from ablate.store import Store, read_json  # noqa: E402
 
 
@@ -37,12 +38,13 @@ def reference_config(cfg, fmt: str):
 
 def reference_blocks(store: Store, cfg):
     """(held-out blocks, unigram counts, vocabulary size) of the reference config, prepared if not cached."""
-    from ablate.data.corpus import load_corpus, prepare_corpus
-    from ablate.data.tokenizer import load_tokenizer
+    from ablate.data.corpus import load_corpus
+    from ablate.run.prepare import corpus_for
+    from ablate.run.prepare import tokenizer_for
 
     with store.cache_lock():
-        vocab = load_tokenizer(store, cfg).get_vocab_size()
-        folder = prepare_corpus(store, cfg)
+        vocab = tokenizer_for(store, cfg).get_vocab_size()
+        folder = corpus_for(store, cfg)
     return load_corpus(folder, "heldout"), np.load(folder / "unigram.npy"), vocab
 
 
@@ -51,7 +53,7 @@ def score(checkpoint: Path, cfg, blocks, batch_size: int) -> dict:
     import torch
     from transformers import AutoModelForMaskedLM
 
-    from ablate.pretrain import heldout_eval
+    from ablate.train.pretrain import heldout_eval
 
     model = AutoModelForMaskedLM.from_pretrained(str(checkpoint))
     trainer = SimpleNamespace(model=model, device=torch.device("cpu"), nsp_head=None)

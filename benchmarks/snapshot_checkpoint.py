@@ -32,10 +32,11 @@ def main() -> None:
 
     from safetensors.torch import load_file
 
-    from ablate.data.tokenizer import load_tokenizer
-    from ablate.expand import expand, pretrain_identity
+    from ablate.run.prepare import tokenizer_for
+    from ablate.study.cells import expand
+    from ablate.study.identity import pretrain_identity
     from ablate.model import build_mlm
-    from ablate.spec import load_study
+    from ablate.study.load import load_study
     from ablate.store import Store, atomic_write_json
 
     plan = expand(load_study(args.study, None))
@@ -44,7 +45,7 @@ def main() -> None:
     cell, store = plan.pretrain[0], Store(args.results)
     state = json.loads((args.resume / "state.json").read_text())
     tensors = load_file(str(args.resume / "tensors.safetensors"))
-    model = build_mlm(cell.config.model, cell.config.data, load_tokenizer(store, cell.config).get_vocab_size())
+    model = build_mlm(cell.config.model, cell.config.data, tokenizer_for(store, cell.config).get_vocab_size())
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     run = store.pretrain(plan.study.name, cell.key)
     model.save_pretrained(str(run.checkpoint))

@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ablate import pipeline
-from ablate.data.corpus import iter_documents, load_sentences
-from ablate.data.tokenizer import load_tokenizer, token_char_lengths
-from ablate.expand import expand
-from ablate.pretrain import bits_per_character
-from ablate.spec import SCALES, Config, DataSpec, load_study
+from ablate.run import pipeline
+from ablate.data.documents import iter_documents
+from ablate.run.prepare import sentences_for
+from ablate.data.tokenizer import token_char_lengths
+from ablate.run.prepare import tokenizer_for
+from ablate.study.cells import expand
+from ablate.train.pretrain import bits_per_character
+from ablate.study.load import load_study
+from ablate.study.spec import SCALES, Config, DataSpec
 from ablate.store import Store
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
@@ -45,20 +48,20 @@ def small(**data) -> Config:
 
 def test_data_fractions_are_nested_prefixes(tiny_data_root, tmp_path):
     store = Store(tmp_path / "r")
-    parts = [load_sentences(store, small(train_tokens=6000, data_fraction=f), "train") for f in (0.25, 0.5, 1.0)]
+    parts = [sentences_for(store, small(train_tokens=6000, data_fraction=f), "train") for f in (0.25, 0.5, 1.0)]
     sizes = [len(p.tokens) for p in parts]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
     for a, b in zip(parts, parts[1:]):
         assert np.array_equal(a.tokens, b.tokens[: len(a.tokens)])
-    whole = load_sentences(store, small(train_tokens=None), "train")
-    half = load_sentences(store, small(train_tokens=None, data_fraction=0.5), "train")
+    whole = sentences_for(store, small(train_tokens=None), "train")
+    half = sentences_for(store, small(train_tokens=None, data_fraction=0.5), "train")
     assert len(half.tokens) < len(whole.tokens)
     assert np.array_equal(half.tokens, whole.tokens[: len(half.tokens)])
 
 
 @pytest.mark.parametrize("kind", ["byte_bpe", "wordpiece"])
 def test_tokenizers_round_trip(tiny_data_root, tmp_path, kind):
-    tok = load_tokenizer(Store(tmp_path / "r"), small(tokenizer=kind))
+    tok = tokenizer_for(Store(tmp_path / "r"), small(tokenizer=kind))
     text = "The old king rode to the city by the sea."
     ids = tok.encode(text, add_special_tokens=False).ids
     assert 3 not in ids  # no <unk> on text like the training text
@@ -73,10 +76,10 @@ def test_tokenizers_round_trip(tiny_data_root, tmp_path, kind):
 TRAIN_IN_SUBPROCESS = """
 import sys
 from pathlib import Path
-from ablate.data.tokenizer import load_tokenizer
-from ablate.spec import Config
+from ablate.run.prepare import tokenizer_for
+from ablate.study.spec import Config
 from ablate.store import Store
-load_tokenizer(Store(Path(sys.argv[2])), Config.model_validate_json(sys.argv[1]))
+tokenizer_for(Store(Path(sys.argv[2])), Config.model_validate_json(sys.argv[1]))
 """
 
 
@@ -99,7 +102,8 @@ def test_tokenizer_training_is_the_same_in_every_process(tiny_data_root, tmp_pat
 
 
 def test_canonical_ids_keep_the_tokens_and_put_specials_first():
-    from ablate.data.tokenizer import SPECIALS, canonical_ids
+    from ablate.data.tokenizer import canonical_ids
+    from ablate.data.vocab import SPECIALS
 
     vocab = {"##b": 0, "<pad>": 4, "a": 2, "<s>": 3, "</s>": 1, "<unk>": 5, "<mask>": 6, "##a": 7}
     ids = canonical_ids(vocab)
@@ -111,7 +115,7 @@ def test_canonical_ids_keep_the_tokens_and_put_specials_first():
 def test_token_char_lengths_count_non_space_characters(tiny_data_root, tmp_path):
     store = Store(tmp_path / "r")
     for kind in ("byte_bpe", "wordpiece"):
-        tok = load_tokenizer(store, small(tokenizer=kind))
+        tok = tokenizer_for(store, small(tokenizer=kind))
         lengths = token_char_lengths(tok)
         assert (lengths[:5] == 0).all()
         words = next(iter_documents(small().data.corpus, "train")).split()[:40]  # the training alphabet

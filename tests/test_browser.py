@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.reporting import build_reports
+from ablate.report.build import build_reports
 from test_report import STUDIES, fake_store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -151,7 +151,7 @@ def test_study_page_renders(reports, tmp_path, name):
 def test_script_in_a_study_string_is_shown_as_text(tmp_path):
     from test_report import make_results, make_study
 
-    from ablate.report import write_study_report
+    from ablate.report.html import write_study_report
 
     study = make_study(description="Masking <script>document.title='pwned'; console.error('ran')</script>")
     page = write_study_report(study, make_results(), tmp_path / "reports", {})

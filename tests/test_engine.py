@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from ablate.data.masking import mask_tokens
-from ablate.data.tokenizer import PAD
-from ablate.engine import Batch, DropoutRNG, Trainer, encoder_forward, masked_lm_loss
+from ablate.data.vocab import PAD
+from ablate.data.batches import Batch
+from ablate.model import DropoutRNG, encoder_forward, masked_lm_loss
+from ablate.train.trainer import Trainer
 from ablate.model import build_mlm
-from ablate.spec import Config, DataSpec, ModelSpec, PretrainSpec
+from ablate.study.spec import Config, DataSpec, ModelSpec, PretrainSpec
 
 VOCAB = 500
 
@@ -102,7 +104,7 @@ def test_nsp_head_trains_with_pairs():
 def test_accumulation_gives_the_gradients_of_one_big_batch():
     cfg, model, inputs, attn, labels = setup(batch=6)
     model.eval()  # no dropout: both ways must agree up to float rounding
-    from ablate.engine import pretrain_losses
+    from ablate.model import pretrain_losses
 
     batch = Batch(inputs, attn, labels)
     whole = pretrain_losses(model, None, batch, None)
@@ -149,7 +151,7 @@ def test_keep_scale_is_the_drop_mask_as_a_multiplier():
 def test_unpadded_loss_path_equals_the_padded_one_bit_for_bit():
     """pretrain_losses reads the masked rows (and NSP's first tokens) from the unpadded states; with
     dropout on, it must give exactly the loss and gradients of encoder_forward + the [B, L, H] gather."""
-    from ablate.engine import masked_lm_loss_from_hidden, pretrain_losses
+    from ablate.model import masked_lm_loss_from_hidden, pretrain_losses
     from ablate.model import NSPHead
 
     cfg, model, inputs, attn, labels = setup()

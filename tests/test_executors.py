@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ablate import pipeline
+from ablate.run import pipeline
 from ablate.cli import app
-from ablate.expand import expand
-from ablate.spec import load_study
+from ablate.study.cells import expand
+from ablate.study.load import load_study
 from ablate.store import Store
 from conftest import write_tiny_data
 
@@ -150,7 +150,7 @@ def errors(root: Path) -> dict:
 
 @pytest.mark.slow
 def test_jobs_2_gives_the_same_store_as_local(env, local_results, monkeypatch):
-    from ablate.executors import JobsExecutor
+    from ablate.run.executors import JobsExecutor
 
     locks = []
     real_wait = JobsExecutor.wait
@@ -169,9 +169,10 @@ def test_jobs_2_gives_the_same_store_as_local(env, local_results, monkeypatch):
 
 
 def test_jobs_divide_the_cores_unless_threads_are_set(tmp_path):
-    from ablate.executors import JobsExecutor, available_cores
-    from ablate.pipeline import CellContext
-    from ablate.spec import RuntimeSpec
+    from ablate.paths import available_cores
+    from ablate.run.executors import JobsExecutor
+    from ablate.run.jobs import CellContext
+    from ablate.study.spec import RuntimeSpec
 
     for n in (1, 2, 3, 64):
         ex = JobsExecutor(n)
@@ -214,7 +215,7 @@ def test_ray_failing_cell_is_recorded_and_the_others_finish(local_results, ray_r
 @pytest.mark.slow
 @needs_ray
 def test_ray_resume_never_resubmits_finished_cells(env, local_results, ray_results, monkeypatch):
-    from ablate.executors import RayExecutor
+    from ablate.run.ray import RayExecutor
 
     root = env["base"] / "ray-resume"
     shutil.copytree(ray_results, root)
@@ -274,7 +275,7 @@ def test_run_help_imports_no_torch_nor_ray():
 
 
 def test_progress_shows_queued_running_done_failed():
-    from ablate.progress import Reporter
+    from ablate.run.progress import Reporter
 
     rep = Reporter(enabled=True)  # draws on stderr, which pytest captures
     rep.start(total=3, per_cell=True)
@@ -307,7 +308,7 @@ def test_jobs_worker_killed_costs_only_its_cell(env, local_results, monkeypatch)
     and its fine-tune are recorded, a fresh worker takes the next cells, and the next run retries them."""
     import signal
 
-    from ablate.executors import JobsExecutor
+    from ablate.run.executors import JobsExecutor
 
     real_submit = JobsExecutor.submit
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ablate.expand import expand, stable_hash
-from ablate.spec import load_study
+from ablate.study.cells import expand
+from ablate.study.identity import stable_hash
+from ablate.study.load import load_study
 
 BASE = """\
 name: demo
@@ -70,8 +71,8 @@ def test_description_does_not_move_the_hash(tmp_path):
 def test_a_corrected_measure_moves_only_its_tokenizers_keys():
     """METRIC_VERSIONS: WordPiece cells measured before bits per character stopped counting "##" get new keys,
     and byte-level BPE cells (every other study's) keep theirs."""
-    from ablate.expand import METRIC_VERSIONS, pretrain_identity
-    from ablate.spec import Config, DataSpec
+    from ablate.study.identity import METRIC_VERSIONS, pretrain_identity
+    from ablate.study.spec import Config, DataSpec
 
     assert METRIC_VERSIONS["wordpiece"] >= 2
     bpe, wp = (pretrain_identity(Config(data=DataSpec(tokenizer=k)), 0) for k in ("byte_bpe", "wordpiece"))

@@ -63,7 +63,7 @@ def test_sigkill_at_random_moments(tmp_path, tiny_data_root):
     study = tmp_path / "killme.yaml"
     study.write_text(STUDY)
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import ablate.pipeline, ablate.pretrain, torch, transformers"], check=True)
+    subprocess.run([sys.executable, "-c", "import ablate.run.pipeline, ablate.train.pretrain, torch, transformers"], check=True)
     startup = time.monotonic() - t0
     reference = tmp_path / "reference"
     t0 = time.monotonic()

@@ -6,12 +6,14 @@ import json
 
 import pytest
 
-from ablate import pipeline
+from ablate.run import pipeline
+from ablate.run.cell import run_cell
+from ablate.run.jobs import CellContext, Job
 from ablate.errors import CellFailed
-from ablate.expand import expand
-from ablate.progress import Reporter
-from ablate.results import collect
-from ablate.spec import load_study
+from ablate.study.cells import expand
+from ablate.run.progress import Reporter
+from ablate.analysis.results import collect
+from ablate.study.load import load_study
 from ablate.store import Store
 
 STUDY = """\
@@ -75,7 +77,7 @@ def test_finetune_model_takes_the_checkpoints_encoder(micro, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from ablate.finetune import build_model
+    from ablate.train.finetune import build_model
     from ablate.tasks import TASKS
 
     plan, store = micro
@@ -99,14 +101,14 @@ def test_finetune_model_takes_the_checkpoints_encoder(micro, tmp_path):
 
 def test_failed_cell_is_recorded_and_study_goes_on(micro, monkeypatch):
     plan, store = micro
-    real = pipeline_pretrain = __import__("ablate.pretrain", fromlist=["pretrain"]).pretrain
+    real = pipeline_pretrain = __import__("ablate.run.cell", fromlist=["pretrain"]).pretrain
 
     def flaky(cell, *a, **k):
         if cell.variant == "static":
             raise CellFailed("diverged at step 3: training loss is nan")
         return real(cell, *a, **k)
 
-    monkeypatch.setattr("ablate.pretrain.pretrain", flaky)
+    monkeypatch.setattr("ablate.run.cell.pretrain", flaky)
     counts = pipeline.run(plan, store)
     assert counts["failed"] == 2  # the static pretraining and its fine-tune (skipped)
     assert counts["ran"] == 3
@@ -114,7 +116,7 @@ def test_failed_cell_is_recorded_and_study_goes_on(micro, monkeypatch):
     errors = {f["label"]: f["error"] for f in res.failures}
     assert "diverged" in errors["static/seed0"]
     assert "pretraining cell failed" in errors["static/pt0/sst2/ft0"]
-    monkeypatch.setattr("ablate.pretrain.pretrain", pipeline_pretrain)
+    monkeypatch.setattr("ablate.run.cell.pretrain", pipeline_pretrain)
     counts = pipeline.run(plan, store)  # the failed cells are retried, the rest skipped
     assert counts == {"ran": 2, "skipped": 3, "failed": 0, "reused": 0}
 
@@ -123,7 +125,7 @@ def test_a_finished_pretraining_cell_without_weights_runs_again_only_for_a_pendi
     """Weights are never committed: on a clone (or a wiped machine) a finished pretraining cell has its
     metrics but no checkpoint. Nothing reruns while its fine-tunes are done; a pending fine-tune makes the
     cell pretrain again (same numbers: it is deterministic) instead of failing on a missing checkpoint."""
-    from ablate.planning import plan_rows
+    from ablate.run.status import plan_rows
 
     plan, store = micro
     pipeline.run(plan, store)
@@ -151,8 +153,8 @@ def test_a_fine_tune_whose_checkpoint_is_missing_fails_with_a_clear_error(micro)
     plan, store = micro
     static = next(c for c in plan.pretrain if c.variant == "static")
     ft = next(c for c in plan.finetunes_of(static.key))
-    ctx = pipeline.CellContext("micro", plan.study.runtime, False, None)
-    outcome = pipeline.run_cell(pipeline.Job("finetune", ft, 0), ctx, store, Reporter(enabled=False))
+    ctx = CellContext("micro", plan.study.runtime, False, None)
+    outcome = run_cell(Job("finetune", ft, 0), ctx, store, Reporter(enabled=False))
     assert outcome.status == "failed"
     assert f"weights of pretraining cell {static.key} are missing" in store.finetune("micro", ft.key).error()["error"]
 
@@ -174,7 +176,7 @@ def test_cells_finished_in_another_study_are_copied_not_rerun(micro, tmp_path):
         "static: {pretrain: {masking: static}}", "faster: {pretrain: {masking: dynamic, lr: 0.002}}").replace(
         "baseline: static", "baseline: faster"))
     plan_b = expand(load_study(other, "tiny"))
-    from ablate.planning import plan_rows
+    from ablate.run.status import plan_rows
 
     rows, summary = plan_rows(plan_b, store)
     assert sorted(r["status"] for r in rows) == ["in micro"] * 3 + ["pending"] * 2

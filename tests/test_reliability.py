@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ablate import pipeline
+from ablate.run import pipeline
+from ablate.run.budget import check_fits
 from ablate.errors import UserError
-from ablate.expand import expand
-from ablate.pipeline import results_lock
-from ablate.spec import load_study
+from ablate.study.cells import expand
+from ablate.run.lock import results_lock
+from ablate.study.load import load_study
 from ablate.store import RunDir, Store
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
@@ -89,11 +90,11 @@ def test_full_disk_stops_with_a_clear_error_and_keeps_finished_cells(tmp_path, t
 
 
 def test_paper_scale_on_this_machine_says_it_cannot_fit(monkeypatch):
-    monkeypatch.setattr("ablate.planning.available_memory", lambda: (24 * 2**30, "available memory"))
+    monkeypatch.setattr("ablate.run.budget.available_memory", lambda: (24 * 2**30, "available memory"))
     plan = expand(load_study(STUDIES / "masking.yaml", "paper"))
     with pytest.raises(UserError, match="needs about .* GiB per step.*micro_batch_size"):
-        pipeline.check_fits(plan)
-    pipeline.check_fits(expand(load_study(STUDIES / "masking.yaml", "cpu")))  # the cpu scale fits
+        check_fits(plan)
+    check_fits(expand(load_study(STUDIES / "masking.yaml", "cpu")))  # the cpu scale fits
 
 
 def test_offline_run_makes_no_network_call(tmp_path, tiny_data_root, monkeypatch):

@@ -16,12 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate import aggregate, plots
-from ablate.anchors import Claim, load_anchors, paper_table, paper_value, study_anchor, study_claims
-from ablate.expand import RANDOM_INIT, expand, heldout_identity
-from ablate.report import export_table, to_markdown, verdict_frame, write_index, write_study_report
-from ablate.results import CURVE_COLUMNS, PRETRAIN_COLUMNS, SCORE_COLUMNS, StudyResults
-from ablate.spec import Config, RuntimeSpec, Seeds, StudySpec, load_study
+from ablate.analysis import aggregate, verdicts
+from ablate.report import plots
+from ablate.analysis.anchors import Claim, load_anchors, paper_table, paper_value, study_anchor, study_claims
+from ablate.study.cells import RANDOM_INIT, expand
+from ablate.study.identity import heldout_identity
+from ablate.report.html import export_table, to_markdown, verdict_frame, write_index, write_study_report
+from ablate.analysis.results import CURVE_COLUMNS, PRETRAIN_COLUMNS, SCORE_COLUMNS, StudyResults
+from ablate.study.load import load_study
+from ablate.study.spec import Config, RuntimeSpec, Seeds, StudySpec
 from ablate.store import Store, atomic_write_json
 from ablate.tasks import TASKS
 
@@ -185,7 +188,7 @@ def test_study_report_html(tmp_path):
     assert row(summary, variant="static", task="sst2", metric="accuracy")["median"] == pytest.approx(0.83)
     assert len(pd.read_csv(folder / "scores.csv")) == sum(len(v) for v in SCORES.values())
     cmp = pd.read_csv(folder / "comparisons.csv")
-    assert row(cmp, a=RANDOM_INIT, task="sst2")["verdict"] == aggregate.AGREES
+    assert row(cmp, a=RANDOM_INIT, task="sst2")["verdict"] == verdicts.AGREES
     for stem in ("table_verdicts", "table_scores", "table_other_metrics", "table_margin", "table_pretrain", "table_paper"):
         for ext in ("csv", "md", "tex"):
             assert (folder / f"{stem}.{ext}").stat().st_size > 30, (stem, ext)
@@ -257,39 +260,39 @@ def claim(a: str, relation, tasks=None, paper=None) -> Claim:
 def test_paired_difference_interval_and_verdicts():
     v = verdict_values()
     half = T3 * math.sqrt(0.0002 / 3) / 2 * 100  # t * std / sqrt(n), in points
-    cmp = aggregate.compare(v, [claim("better", ">", ("sst2",), {("sst2", "accuracy"): 1.0}),
+    cmp = verdicts.compare(v, [claim("better", ">", ("sst2",), {("sst2", "accuracy"): 1.0}),
                                 claim("better", "<", ("sst2",)), claim("noisy", ">=", ("sst2",)),
                                 claim("one", ">", ("sst2",)), claim("better", None, ("sst2",))])
     agree, disagree, noisy, one, none = (r for _, r in cmp.iterrows())
     assert agree["paired"] and agree["n"] == 4
     assert agree["diff"] == pytest.approx(5.0) and agree["spread"] == pytest.approx(100 * math.sqrt(0.0002 / 3))
     assert (agree["ci_low"], agree["ci_high"]) == pytest.approx((5.0 - half, 5.0 + half), abs=1e-6)
-    assert agree["verdict"] == aggregate.AGREES and disagree["verdict"] == aggregate.DISAGREES
+    assert agree["verdict"] == verdicts.AGREES and disagree["verdict"] == verdicts.DISAGREES
     assert agree["paper_diff"] == 1.0
     # spread 0.8165 points, effect 1 point: t(n-1) * 0.8165 / sqrt(n) < 1 first at n = 6 (t5 = 2.571: 0.857; n = 5: 1.014)
     assert agree["seeds_needed"] == 6
     assert noisy["diff"] == pytest.approx(0.5) and noisy["ci_low"] < 0 < noisy["ci_high"]
-    assert noisy["verdict"] == aggregate.INCONCLUSIVE
-    assert one["n"] == 1 and math.isnan(one["ci_low"]) and one["verdict"] == aggregate.INCONCLUSIVE
-    assert none["verdict"] == aggregate.NO_CLAIM and pd.isna(none["seeds_needed"])
+    assert noisy["verdict"] == verdicts.INCONCLUSIVE
+    assert one["n"] == 1 and math.isnan(one["ci_low"]) and one["verdict"] == verdicts.INCONCLUSIVE
+    assert none["verdict"] == verdicts.NO_CLAIM and pd.isna(none["seeds_needed"])
 
 
 def test_lower_is_better_perplexity():
     v = verdict_values()
     assert aggregate.higher_is_better("heldout_ppl") is False and aggregate.higher_is_better("accuracy") is True
-    cmp = aggregate.compare(v, [claim("better", "better", ("pretraining",)), claim("better", "worse", ("pretraining",))])
+    cmp = verdicts.compare(v, [claim("better", "better", ("pretraining",)), claim("better", "worse", ("pretraining",))])
     better, worse = (r for _, r in cmp.iterrows())
     # ppl differences -10, -9, -11: mean -10, std 1, t2 * 1 / sqrt(3)
     assert better["task"] == "pretraining" and better["metric"] == "heldout_ppl" and better["paired"]
     assert better["diff"] == pytest.approx(-10.0) and better["expected"] == -1
     assert (better["ci_low"], better["ci_high"]) == pytest.approx((-10 - T2 / math.sqrt(3), -10 + T2 / math.sqrt(3)), abs=1e-5)
-    assert better["verdict"] == aggregate.AGREES and worse["verdict"] == aggregate.DISAGREES
+    assert better["verdict"] == verdicts.AGREES and worse["verdict"] == verdicts.DISAGREES
     # a claim without `tasks` is about downstream tasks only, never perplexity
-    assert set(aggregate.compare(v, [claim("better", ">")])["task"]) == {"sst2"}
+    assert set(verdicts.compare(v, [claim("better", ">")])["task"]) == {"sst2"}
 
 
 def test_unpaired_welch_against_random_init():
-    cmp = aggregate.compare(verdict_values(), [Claim(RANDOM_INIT, "base", "worse")])
+    cmp = verdicts.compare(verdict_values(), [Claim(RANDOM_INIT, "base", "worse")])
     r = cmp.iloc[0]
     assert not r["paired"] and r["n"] == 3
     va, vb = 0.0004 / 3, (0.0020 / 3) / 4  # var/n of each arm
@@ -299,22 +302,22 @@ def test_unpaired_welch_against_random_init():
     half = t.ppf(0.975, df) * math.sqrt(va + vb) * 100
     assert r["diff"] == pytest.approx(-11.0)
     assert (r["ci_low"], r["ci_high"]) == pytest.approx((-11.0 - half, -11.0 + half), abs=1e-6)
-    assert r["verdict"] == aggregate.AGREES
+    assert r["verdict"] == verdicts.AGREES
 
 
 def test_verdict_rules_and_seeds_needed():
-    V = aggregate.verdict
-    assert V(0.1, 0.5, 1) == V(-0.5, -0.1, -1) == aggregate.AGREES
-    assert V(-0.5, -0.1, 1) == V(0.1, 0.5, -1) == V(0.1, 0.5, 0) == aggregate.DISAGREES
-    assert V(-0.1, 0.5, 1) == V(-0.1, 0.5, 0) == V(math.nan, math.nan, 1) == aggregate.INCONCLUSIVE
-    assert V(0.1, 0.5, None) == aggregate.NO_CLAIM
-    assert aggregate.expected_sign("better", False) == -1 and aggregate.expected_sign("worse", False) == 1
-    assert aggregate.expected_sign(">=", None) == 1 and aggregate.expected_sign("better", None) is None
+    V = verdicts.verdict
+    assert V(0.1, 0.5, 1) == V(-0.5, -0.1, -1) == verdicts.AGREES
+    assert V(-0.5, -0.1, 1) == V(0.1, 0.5, -1) == V(0.1, 0.5, 0) == verdicts.DISAGREES
+    assert V(-0.1, 0.5, 1) == V(-0.1, 0.5, 0) == V(math.nan, math.nan, 1) == verdicts.INCONCLUSIVE
+    assert V(0.1, 0.5, None) == verdicts.NO_CLAIM
+    assert verdicts.expected_sign("better", False) == -1 and verdicts.expected_sign("worse", False) == 1
+    assert verdicts.expected_sign(">=", None) == 1 and verdicts.expected_sign("better", None) is None
     # t(n-1)/sqrt(n) < 1 first at n = 7 (t6 = 2.447: 0.925; n = 6: t5 = 2.571: 1.050)
-    assert aggregate.seeds_needed(1.0, 1.0) == aggregate.seeds_needed(1.0, -1.0) == 7
-    assert aggregate.seeds_needed(0.0, 0.5) == 2
-    assert aggregate.seeds_needed(math.nan, 1.0) is None and aggregate.seeds_needed(1.0, None) is None
-    assert aggregate.seeds_needed(1.0, 0.0) is None and aggregate.seeds_needed(100.0, 0.01, max_n=50) is None
+    assert verdicts.seeds_needed(1.0, 1.0) == verdicts.seeds_needed(1.0, -1.0) == 7
+    assert verdicts.seeds_needed(0.0, 0.5) == 2
+    assert verdicts.seeds_needed(math.nan, 1.0) is None and verdicts.seeds_needed(1.0, None) is None
+    assert verdicts.seeds_needed(1.0, 0.0) is None and verdicts.seeds_needed(100.0, 0.01, max_n=50) is None
 
 
 def test_paper_values_beside_ours():
@@ -358,10 +361,10 @@ def test_claims_are_turned_to_read_variant_minus_baseline():
 
 def test_exploratory_rows_fill_what_no_claim_covers():
     v = verdict_values()
-    cmp = aggregate.compare(v, [claim("better", ">", ("sst2",))], baseline="base")
+    cmp = verdicts.compare(v, [claim("better", ">", ("sst2",))], baseline="base")
     rows = {(r.a, r.task, r.verdict) for r in cmp.itertuples()}
-    assert ("better", "sst2", aggregate.AGREES) in rows and ("better", "pretraining", aggregate.NO_CLAIM) in rows
-    assert ("noisy", "sst2", aggregate.NO_CLAIM) in rows and (RANDOM_INIT, "sst2", aggregate.NO_CLAIM) in rows
+    assert ("better", "sst2", verdicts.AGREES) in rows and ("better", "pretraining", verdicts.NO_CLAIM) in rows
+    assert ("noisy", "sst2", verdicts.NO_CLAIM) in rows and (RANDOM_INIT, "sst2", verdicts.NO_CLAIM) in rows
     assert len(cmp) == len(set(zip(cmp["a"], cmp["task"], cmp["metric"])))  # nothing twice
 
 
@@ -373,17 +376,17 @@ def test_heldout_rows_compare_like_for_like_or_say_why_not():
     same, other_tokenizer, other_format = ("t", "u"), ("t", "w"), ("f", "u")
 
     def row(heldout):
-        cmp = aggregate.compare(v, [claim("better", "better", ("pretraining",))], heldout=heldout)
+        cmp = verdicts.compare(v, [claim("better", "better", ("pretraining",))], heldout=heldout)
         assert len(cmp) == 1
         return cmp.iloc[0]
 
     r = row({"base": same, "better": same})
-    assert (r.metric, r.caveat) == ("heldout_ppl", "") and r.verdict == aggregate.AGREES  # diffs -10, -9, -11
+    assert (r.metric, r.caveat) == ("heldout_ppl", "") and r.verdict == verdicts.AGREES  # diffs -10, -9, -11
     r = row({"base": same, "better": other_tokenizer})
-    assert (r.metric, r.caveat) == ("heldout_bpc", aggregate.OTHER_UNITS)
-    assert r["diff"] == pytest.approx(-1.0) and r.verdict == aggregate.AGREES
+    assert (r.metric, r.caveat) == ("heldout_bpc", verdicts.OTHER_UNITS)
+    assert r["diff"] == pytest.approx(-1.0) and r.verdict == verdicts.AGREES
     r = row({"base": same, "better": other_format})
-    assert (r.metric, r.caveat) == ("heldout_ppl", aggregate.OWN_BLOCKS)
+    assert (r.metric, r.caveat) == ("heldout_ppl", verdicts.OWN_BLOCKS)
     assert "not like for like" in verdict_frame(pd.DataFrame([r]))["metric"].iloc[0]
     assert row(None).metric == "heldout_ppl"
 
@@ -437,7 +440,7 @@ def fake_store(root: Path) -> Store:
 
 
 def test_build_reports_on_every_study(tmp_path):
-    from ablate.reporting import build_reports
+    from ablate.report.build import build_reports
 
     written = build_reports(fake_store(tmp_path / "results"), tmp_path / "reports")
     names = [p.stem for p in STUDIES]
@@ -471,7 +474,7 @@ def test_report_import_stays_light():
 
 def test_reports_are_reproducible_from_the_results(tmp_path):
     """`ablate report` on the committed results must give the committed reports: same bytes, every file."""
-    from ablate.reporting import build_reports
+    from ablate.report.build import build_reports
 
     store = fake_store(tmp_path / "results")
     build_reports(store, tmp_path / "a")
@@ -486,7 +489,7 @@ def test_reports_are_reproducible_from_the_results(tmp_path):
 def test_compute_table_counts_each_computation_once(tmp_path):
     """reports/compute.*: cells copied in from another study are listed but not summed again; a resumed
     pretraining counts all its attempts (wall_s), not just the last (wall_total_s)."""
-    from ablate.reporting import build_reports, compute_frame
+    from ablate.report.build import build_reports, compute_frame
 
     store = fake_store(tmp_path / "results")
     pre = sorted((store.study_dir("input_format") / "pretrain").glob("*/spec.json"))

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from ablate import pipeline
-from ablate.engine import Trainer
-from ablate.expand import expand
-from ablate.spec import load_study
+from ablate.run import pipeline
+from ablate.train.trainer import Trainer
+from ablate.study.cells import expand
+from ablate.study.load import load_study
 from ablate.store import Store
 
 STUDY = """\

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from ablate.errors import UserError
-from ablate.expand import RANDOM_INIT, expand
-from ablate.spec import SCALES, load_study
+from ablate.study.cells import RANDOM_INIT, expand
+from ablate.study.load import load_study
+from ablate.study.spec import SCALES
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
 

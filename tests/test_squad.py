@@ -14,14 +14,14 @@ from conftest import real_data_available
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
     """A small byte-level BPE trained on the real corpus, exactly as ablate trains its tokenizers."""
-    from ablate.data.tokenizer import load_tokenizer
-    from ablate.spec import Config, DataSpec
+    from ablate.run.prepare import tokenizer_for
+    from ablate.study.spec import Config, DataSpec
     from ablate.store import Store
 
     if not real_data_available():
         pytest.skip("needs the real data")
     cfg = Config(data=DataSpec(vocab_size=1000, tokenizer_train_chars=300_000))
-    return load_tokenizer(Store(tmp_path_factory.mktemp("results")), cfg)
+    return tokenizer_for(Store(tmp_path_factory.mktemp("results")), cfg)
 
 
 def gold_logits(win):

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from ablate.errors import UserError
-from ablate.pipeline import results_lock
-from ablate.store import RunDir, Store, atomic_write_json, read_json
+from ablate.run.lock import results_lock
+from ablate.store import Store, atomic_write_json, read_json
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):

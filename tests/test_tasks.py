@@ -7,8 +7,9 @@ import math
 import pytest
 
 from ablate.errors import UserError
-from ablate.expand import FinetuneCell, finetune_identity, stable_hash
-from ablate.spec import Config, DataSpec, FinetuneSpec, ModelSpec, RuntimeSpec
+from ablate.study.cells import FinetuneCell
+from ablate.study.identity import finetune_identity, stable_hash
+from ablate.study.spec import Config, DataSpec, FinetuneSpec, ModelSpec, RuntimeSpec
 from ablate.tasks import PART_MARK, TASKS, glue_average, split_note, task_title
 from ablate.tasks.data import check_local_data, load_split, split_by_group, task_data
 
@@ -147,19 +148,19 @@ def test_per_task_settings_move_only_their_own_key():
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
-    from ablate.data.tokenizer import load_tokenizer
+    from ablate.run.prepare import tokenizer_for
     from ablate.store import Store
 
     if not real_data_available():
         pytest.skip("needs the real data")
-    return load_tokenizer(Store(tmp_path_factory.mktemp("results")),
+    return tokenizer_for(Store(tmp_path_factory.mktemp("results")),
                           Config(data=DataSpec(vocab_size=500, tokenizer_train_chars=100_000)))
 
 
 @needs_real_data
 @pytest.mark.parametrize("name", LOCAL)
 def test_tiny_finetune_runs_on_every_task(name, tok, tmp_path, monkeypatch):
-    from ablate import finetune as ft_module
+    from ablate.train import finetune as ft_module
 
     real = ft_module.task_data
 

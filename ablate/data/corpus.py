@@ -1,8 +1,8 @@
 """Corpus documents -> sentences -> packed blocks of the study's input format, cached as numpy arrays.
 
-Input: the corpus Parquet files under the data root (columns doc_id, source, title, text;
-paragraphs separated by a blank line), streamed through `datasets`.
-Output, cached by hash under results/_cache/:
+Input: the corpus Parquet files under the data root (ablate.data.documents) and the cache folders the caller
+names for this data spec (DataCache, from ablate.study.identity.data_cache).
+Output:
 - sentences/<hash>/{train,heldout}.npz: token ids of every sentence, sentence and document offsets
   (shared by every input format and every cell with the same tokenizer and data size);
 - corpus/<hash>/{train,heldout}.*.npy: the packed blocks ([N, max_len], padded with <pad>), their
@@ -13,32 +13,39 @@ Output, cached by hash under results/_cache/:
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ablate.data.documents import iter_documents
 from ablate.data.formats import FORMATS, Packed
 from ablate.data.sentences import Sentences, tokenize_documents
-from ablate.data.tokenizer import PAD, load_tokenizer
-from ablate.expand import corpus_identity, stable_hash, tokenizer_identity
-from ablate.paths import corpus_files
-from ablate.spec import Config
-from ablate.store import Store, atomic_write_bytes, atomic_write_json, read_json
+from ablate.data.tokenizer import load_tokenizer
+from ablate.data.vocab import PAD
+from ablate.store import atomic_write_bytes, atomic_write_json, read_json
+
+if TYPE_CHECKING:  # the data stages take the spec's data slice; they never import the study layer
+    from ablate.study.spec import DataSpec
 
 HELDOUT_SPLIT = "validation"
 ARRAYS = ("blocks", "lengths", "b_start", "nsp")
 
 
-def iter_documents(corpus: str, split: str) -> Iterator[str]:
-    """Document texts of a corpus split, in the corpus's fixed file and row order (streamed by `datasets`)."""
-    import datasets
+@dataclass(frozen=True)
+class DataCache:
+    """Where one data spec's prepared stages live, and what each is: named by the caller from their identities
+    (ablate.study.identity.data_cache), so a stage never hashes its own settings."""
 
-    datasets.disable_progress_bars()
-    files = [str(p) for p in corpus_files(corpus, split)]
-    ds = datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=True)
-    for row in ds.select_columns(["text"]):
-        yield row["text"]
+    tokenizer: Path  # the trained tokenizer
+    sentences: dict[str, Path]  # "train" | "heldout" -> tokenized sentences of that split
+    corpus: Path  # packed blocks in the input format
+    tokenizer_identity: dict[str, Any]  # written beside the tokenizer
+    corpus_identity: dict[str, Any]  # recorded in the corpus's meta.json
+
+    def tokenizer_of(self, data: DataSpec):
+        return load_tokenizer(self.tokenizer, data, self.tokenizer_identity)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -47,42 +54,36 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())  # a temp file of its own: two preparing one entry never collide
 
 
-def load_sentences(store: Store, cfg: Config, split: str) -> Sentences:
-    """Sentence-split, tokenized text of 'train' (up to train_tokens) or 'heldout' (up to heldout_tokens)."""
-    d = cfg.data
-    if split == "train" and d.train_tokens is None and d.data_fraction < 1:  # a fraction of the whole corpus
-        whole = load_sentences(store, cfg.model_copy(update={"data": d.model_copy(update={"data_fraction": 1.0})}),
-                               split)
-        return whole.prefix(int(len(whole.tokens) * d.data_fraction))
-    budget = d.train_token_budget if split == "train" else d.heldout_tokens
-    key = stable_hash({"tokenizer": tokenizer_identity(cfg), "corpus": d.corpus, "split": split, "tokens": budget,
-                       "splitter": "blingfire-1"})
-    path = store.cache("sentences", key) / f"{split}.npz"
+def load_sentences(cache: DataCache, data: DataSpec, split: str) -> Sentences:
+    """Sentence-split, tokenized text of 'train' (up to the data size's tokens) or 'heldout' (up to heldout_tokens).
+    A data_fraction of the whole corpus (no train_tokens) is a prefix of the whole corpus's sentences."""
+    budget = data.train_token_budget if split == "train" else data.heldout_tokens
+    path = cache.sentences[split] / f"{split}.npz"
     if not path.exists():
-        tok = load_tokenizer(store, cfg)
-        s = tokenize_documents(iter_documents(d.corpus, "train" if split == "train" else HELDOUT_SPLIT), tok, budget)
+        tok = cache.tokenizer_of(data)
+        s = tokenize_documents(iter_documents(data.corpus, "train" if split == "train" else HELDOUT_SPLIT), tok,
+                               budget)
         buf = io.BytesIO()
         np.savez(buf, tokens=s.tokens, sent_start=s.sent_start, doc_start=s.doc_start)
         atomic_write_bytes(path, buf.getvalue())
     with np.load(path) as z:
-        return Sentences(z["tokens"], z["sent_start"], z["doc_start"])
+        sentences = Sentences(z["tokens"], z["sent_start"], z["doc_start"])
+    if split == "train" and data.train_tokens is None and data.data_fraction < 1:
+        return sentences.prefix(int(len(sentences.tokens) * data.data_fraction))
+    return sentences
 
 
-def corpus_dir(store: Store, cfg: Config) -> Path:
-    return store.cache("corpus", stable_hash(corpus_identity(cfg)))
-
-
-def prepare_corpus(store: Store, cfg: Config) -> Path:
-    """Build (or find) the packed train and held-out arrays for cfg.data; return their folder."""
-    folder = corpus_dir(store, cfg)
+def prepare_corpus(cache: DataCache, data: DataSpec) -> Path:
+    """Build (or find) the packed train and held-out arrays for data in cache.corpus; return that folder."""
+    folder = cache.corpus
     if (folder / "meta.json").exists():
         return folder
-    fmt = FORMATS.get(cfg.data.format)
-    tok = load_tokenizer(store, cfg)
-    meta = {"identity": corpus_identity(cfg), "format": fmt.name, "vocab_size": tok.get_vocab_size()}
+    fmt = FORMATS.get(data.format)
+    tok = cache.tokenizer_of(data)
+    meta = {"identity": cache.corpus_identity, "format": fmt.name, "vocab_size": tok.get_vocab_size()}
     folder.mkdir(parents=True, exist_ok=True)
     for split in ("train", "heldout"):
-        packed = fmt.pack(load_sentences(store, cfg, split), cfg.data.max_len)
+        packed = fmt.pack(load_sentences(cache, data, split), data.max_len)
         for name in ARRAYS:
             arr = getattr(packed, name)
             if arr is not None:
@@ -109,15 +110,3 @@ def load_corpus(folder: Path, split: str) -> Packed:
 
 def corpus_meta(folder: Path) -> dict:
     return read_json(folder / "meta.json") or {}
-
-
-def effective_batch_size(store: Store, cfg: Config) -> int:
-    """Sequences per step. Formats with a token reference grow the batch so that tokens per step match
-    the reference format's at the configured batch size (the paper's definition)."""
-    fmt = FORMATS.get(cfg.data.format)
-    if fmt.token_reference is None:
-        return cfg.pretrain.total_batch
-    ref_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"format": fmt.token_reference})})
-    ref = corpus_meta(prepare_corpus(store, ref_cfg))["train_mean_length"]
-    own = corpus_meta(prepare_corpus(store, cfg))["train_mean_length"]
-    return max(1, int(round(cfg.pretrain.total_batch * ref / own)))

@@ -15,7 +15,11 @@ tokenizers release that changes its rules cannot slip wrong ids into a corpus.
 
 from __future__ import annotations
 
+import os
 from typing import Optional
+
+import regex
+from tokenizers import models, pre_tokenizers
 
 # tokenizers' ByteLevel pre-tokenizer regex (GPT-2's)
 _PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -36,8 +40,6 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 class FastByteLevelEncoder:
     def __init__(self, tok, check_every: int = 64):
-        import regex
-
         self.tok = tok
         self.model = tok.model
         self.check_every = check_every
@@ -49,8 +51,6 @@ class FastByteLevelEncoder:
 
     @staticmethod
     def supports(tok) -> bool:
-        from tokenizers import models, pre_tokenizers
-
         pre = tok.pre_tokenizer
         return (tok.normalizer is None and isinstance(pre, pre_tokenizers.ByteLevel) and pre.add_prefix_space
                 and pre.use_regex and isinstance(tok.model, models.BPE) and tok.model.dropout is None
@@ -84,8 +84,6 @@ class FastByteLevelEncoder:
 
 def fast_encoder(tok) -> Optional[FastByteLevelEncoder]:
     """The fast encoder where it applies (and ABLATE_FAST_BPE is not 0), else None."""
-    import os
-
     if os.environ.get("ABLATE_FAST_BPE", "1") == "0" or not FastByteLevelEncoder.supports(tok):
         return None
     return FastByteLevelEncoder(tok)

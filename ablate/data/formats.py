@@ -17,13 +17,13 @@ prepared data (BERT made its pairs in preprocessing too).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
 from ablate.data.sentences import Sentences
-from ablate.data.tokenizer import BOS, EOS, PAD
+from ablate.data.vocab import BOS, EOS, PAD
 from ablate.registry import Registry
 
 PAIR_SEED = 20190726

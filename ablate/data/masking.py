@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ablate.data.tokenizer import MASK, NUM_SPECIAL
+from ablate.data.vocab import MASK, NUM_SPECIAL
 
 IGNORE = -100  # label of positions that carry no loss
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)

@@ -11,13 +11,19 @@ smaller token budget is a prefix of a larger one.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Iterable, Iterator, Optional
 
 import numpy as np
+
+from ablate.data.fastbpe import fast_encoder
+from ablate.paths import available_cores
 
 ENCODE_BATCH = 4096
 _ABBREV = re.compile(r"(?:^|\s)(?:Mr|Mrs|Ms|Dr|St|Mt|Jr|Sr|Prof|Gen|Col|Capt|Lt|Rev|Hon|No|vs|etc|Co|Inc|Ltd|"
@@ -26,7 +32,7 @@ _ABBREV = re.compile(r"(?:^|\s)(?:Mr|Mrs|Ms|Dr|St|Mt|Jr|Sr|Prof|Gen|Col|Capt|Lt|
 
 def split_sentences(paragraph: str) -> list[str]:
     """One paragraph -> its sentences (blingfire, with abbreviation repair)."""
-    import blingfire
+    import blingfire  # lazy: loads a native library; validate and plan never split text
 
     pieces = [p.strip() for p in blingfire.text_to_sentences(paragraph).split("\n") if p.strip()]
     out: list[str] = []
@@ -76,8 +82,6 @@ class _LibraryEncoder:
 
 def _encoder(tok):
     """What encodes sentences: the fast byte-level path where it gives the same ids, else the tokenizer itself."""
-    from ablate.data.fastbpe import fast_encoder
-
     return fast_encoder(tok) or _LibraryEncoder(tok)
 
 
@@ -104,7 +108,7 @@ _WORKER_TOK = None
 def _worker_init(tokenizer_json: str) -> None:
     global _WORKER_TOK
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker; the workers are the parallelism
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # after TOKENIZERS_PARALLELISM is set, in the worker process
 
     _WORKER_TOK = _encoder(Tokenizer.from_str(tokenizer_json))
 
@@ -128,8 +132,6 @@ def _chunks(docs: Iterable[str]) -> Iterator[list[str]]:
 
 def prep_workers() -> int:
     """Processes for sentence splitting and tokenization: ABLATE_PREP_WORKERS, else the usable cores (at most 8)."""
-    from ablate.paths import available_cores
-
     if os.environ.get("ABLATE_PREP_WORKERS"):
         return max(1, int(os.environ["ABLATE_PREP_WORKERS"]))
     return min(available_cores(), 8)
@@ -145,10 +147,6 @@ def _encoded_chunks(docs: Iterable[str], tok, workers: int) -> Iterator[tuple[np
         for chunk in chain(head, chunks):
             yield _encode_chunk(chunk, enc)
         return
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
     # spawn, never fork: the caller may hold torch or tokenizer threads
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                              initargs=(tok.to_str(),)) as pool:

@@ -1,32 +1,32 @@
 """Train or load the tokenizer (RoBERTa's byte-level BPE, or BERT's WordPiece), cached by the hash of what determines it.
 
-Input: the corpus train split (first `tokenizer_train_chars` characters, in file order).
-Output: results/_cache/tokenizer/<hash>/tokenizer.json, plus a transformers-format copy
-(`PreTrainedTokenizerFast.save_pretrained`) so checkpoints load with AutoTokenizer.
-Special tokens follow RoBERTa: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
+Input: the corpus train split (first `tokenizer_train_chars` characters, in file order) and the folder the
+caller names for it (ablate.study.identity.data_cache: results/_cache/tokenizer/<hash>/).
+Output: <folder>/tokenizer.json, plus a transformers-format copy (`PreTrainedTokenizerFast.save_pretrained`)
+so checkpoints load with AutoTokenizer. Special tokens follow RoBERTa (ablate.data.vocab).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
+from tokenizers import ByteLevelBPETokenizer, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers.processors import RobertaProcessing
 
-from ablate.expand import stable_hash, tokenizer_identity
-from ablate.spec import Config
-from ablate.store import Store, atomic_write_json, atomic_write_text
+from ablate.data.documents import iter_documents
+from ablate.data.vocab import BOS, EOS, NUM_SPECIAL, SPECIALS
+from ablate.store import atomic_write_json, atomic_write_text
 
-SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-BOS, PAD, EOS, UNK, MASK = range(5)
-NUM_SPECIAL = len(SPECIALS)
+if TYPE_CHECKING:  # the data stages take the spec's data slice; they never import the study layer
+    from ablate.study.spec import DataSpec
 
 
-def _train_texts(cfg: Config, limit_chars: int) -> Iterator[str]:
-    from ablate.data.corpus import iter_documents
 
+def _train_texts(data: DataSpec, limit_chars: int) -> Iterator[str]:
     used = 0
-    for doc in iter_documents(cfg.data.corpus, "train"):
+    for doc in iter_documents(data.corpus, "train"):
         for para in doc.split("\n\n"):
             yield para
             used += len(para)
@@ -35,32 +35,22 @@ def _train_texts(cfg: Config, limit_chars: int) -> Iterator[str]:
 
 
 def _set_roberta_processing(tok) -> None:
-    from tokenizers.processors import RobertaProcessing
-
     tok.post_processor = RobertaProcessing(("</s>", EOS), ("<s>", BOS), trim_offsets=True, add_prefix_space=True)
 
 
-def tokenizer_dir(store: Store, cfg: Config) -> Path:
-    return store.cache("tokenizer", stable_hash(tokenizer_identity(cfg)))
-
-
-def load_tokenizer(store: Store, cfg: Config):
-    """The cached `tokenizers.Tokenizer` for cfg.data, training it first if needed."""
-    from tokenizers import Tokenizer
-
-    folder = tokenizer_dir(store, cfg)
+def load_tokenizer(folder: Path, data: DataSpec, identity: dict[str, Any]):
+    """The `tokenizers.Tokenizer` cached in folder, trained there first if needed (identity: what it is, written
+    beside it)."""
     path = folder / "tokenizer.json"
     if not path.exists():
-        train_tokenizer(cfg, folder)
+        train_tokenizer(data, folder, identity)
     return Tokenizer.from_file(str(path))
 
 
-def _byte_bpe(cfg: Config):
+def _byte_bpe(data: DataSpec):
     """RoBERTa's byte-level BPE: any text encodes, no <unk>."""
-    from tokenizers import ByteLevelBPETokenizer
-
     bpe = ByteLevelBPETokenizer(add_prefix_space=True, trim_offsets=True)
-    bpe.train_from_iterator(_train_texts(cfg, cfg.data.tokenizer_train_chars), vocab_size=cfg.data.vocab_size,
+    bpe.train_from_iterator(_train_texts(data, data.tokenizer_train_chars), vocab_size=data.vocab_size,
                             min_frequency=2, special_tokens=SPECIALS, show_progress=False)
     tok = bpe._tokenizer
     _set_roberta_processing(tok)
@@ -74,7 +64,7 @@ def canonical_ids(vocab: dict[str, int]) -> dict[str, int]:
     return {t: i for i, t in enumerate(SPECIALS + rest)}
 
 
-def _wordpiece(cfg: Config):
+def _wordpiece(data: DataSpec):
     """BERT's cased WordPiece over BERT's pre-tokenisation, with RoBERTa's special tokens and pair layout,
     so the input format and everything downstream stay the same.
 
@@ -85,8 +75,6 @@ def _wordpiece(cfg: Config):
     The fix: a first training finds the continuation alphabet, a second one starts from it in sorted order
     (passed ahead of the alphabet, as the trainer's special tokens are, so their ids no longer depend on the
     hash map), and the final vocabulary is renumbered canonically."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-
     def bert(vocab=None):
         tok = Tokenizer(models.WordPiece(vocab, unk_token="<unk>", max_input_chars_per_word=100))
         tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
@@ -97,9 +85,9 @@ def _wordpiece(cfg: Config):
 
     def train(first: list[str]):
         tok = bert()
-        trainer = trainers.WordPieceTrainer(vocab_size=cfg.data.vocab_size, min_frequency=2,
+        trainer = trainers.WordPieceTrainer(vocab_size=data.vocab_size, min_frequency=2,
                                             special_tokens=SPECIALS + first, show_progress=False)
-        tok.train_from_iterator(_train_texts(cfg, cfg.data.tokenizer_train_chars), trainer=trainer)
+        tok.train_from_iterator(_train_texts(data, data.tokenizer_train_chars), trainer=trainer)
         return tok
 
     continuation = sorted(t for t in train([]).get_vocab() if t.startswith("##") and len(t) == 3)
@@ -115,10 +103,11 @@ def _wordpiece(cfg: Config):
 TRAINERS = {"byte_bpe": _byte_bpe, "wordpiece": _wordpiece}
 
 
-def train_tokenizer(cfg: Config, folder: Path) -> None:
-    from transformers import PreTrainedTokenizerFast
+def train_tokenizer(data: DataSpec, folder: Path, identity: dict[str, Any]) -> None:
+    """Train data.tokenizer on the corpus and write it to folder; tokenizer.json last (the entry is complete)."""
+    from transformers import PreTrainedTokenizerFast  # lazy: transformers takes ~1.3 s to import
 
-    tok = TRAINERS[cfg.data.tokenizer](cfg)
+    tok = TRAINERS[data.tokenizer](data)
     for i, s in enumerate(SPECIALS):
         assert tok.token_to_id(s) == i, f"special token {s} got id {tok.token_to_id(s)}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,7 +116,7 @@ def train_tokenizer(cfg: Config, folder: Path) -> None:
         unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
     )
     hf.save_pretrained(str(folder / "hf"))
-    atomic_write_json(folder / "identity.json", tokenizer_identity(cfg))
+    atomic_write_json(folder / "identity.json", identity)
     # last: its presence means the cache entry is complete
     atomic_write_text(folder / "tokenizer.json", tok.to_str(pretty=True))
 
@@ -140,8 +129,6 @@ def token_char_lengths(tok) -> np.ndarray:
     continuation piece ("##ing") stands for its text without the prefix: decoding it alone keeps the "##"
     (the decoder strips it only after another token), which had counted 18% too many characters on the
     held-out blocks (bits per character 15% too low)."""
-    from tokenizers import models
-
     prefix = tok.model.continuing_subword_prefix if isinstance(tok.model, models.WordPiece) else None
     out = np.zeros(tok.get_vocab_size(), dtype=np.int64)
     for i in range(NUM_SPECIAL, len(out)):

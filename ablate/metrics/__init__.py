@@ -72,7 +72,7 @@ _register("squad_v2_best_f1", "best F1", "squad_v2", "best_f1")
 
 @lru_cache(maxsize=None)
 def _module(module_name: str):
-    import evaluate
+    import evaluate  # lazy: `evaluate` takes seconds to import, and only fine-tuning scores need it
 
     return evaluate.load(str(HERE / module_name / f"{module_name}.py"))
 

@@ -21,7 +21,7 @@ from ablate.errors import UserError
 from ablate.registry import Registry
 
 if TYPE_CHECKING:
-    from ablate.spec import FinetuneSpec
+    from ablate.study.spec import FinetuneSpec
 
 PART_MARK = "†"  # appended to a task's name wherever it is scored on part of its validation split
 

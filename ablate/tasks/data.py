@@ -24,7 +24,7 @@ from ablate.paths import DATA_ENV, data_root, local_file
 from ablate.tasks import TaskSpec
 
 if TYPE_CHECKING:
-    from ablate.spec import FinetuneSpec
+    from ablate.study.spec import FinetuneSpec
 
 SUBSET_SEED = 1234  # the train subset is the same for every variant and seed
 SPLIT_SALT = "ablate-validation-split-v1"  # changing it moves every validation split (bump HASH_VERSION too)
@@ -72,7 +72,7 @@ def check_local_data(task: TaskSpec, ft: "FinetuneSpec") -> None:
 
 def load_split(task: TaskSpec, split: str):
     """A task split as a `datasets.Dataset`: local Parquet under the data root, else the hub."""
-    import datasets
+    import datasets  # lazy: ~2 s to import; validate and plan never load a split
 
     root = data_root()
     if root is not None:

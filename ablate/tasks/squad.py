@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ablate.data.tokenizer import BOS, EOS
+from ablate.data.vocab import BOS, EOS
 from ablate.tasks import TASKS, TaskSpec
 
 QUESTION_SHARE = 3  # a question keeps at most max_len // 3 tokens (longer ones are cut), the rest is context

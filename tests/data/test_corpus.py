@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ablate.data.corpus import effective_batch_size, load_corpus, load_sentences, prepare_corpus
+from ablate.data.corpus import load_corpus
+from ablate.run.prepare import batch_size_for, sentences_for, corpus_for
 from ablate.data.sentences import split_sentences, tokenize_documents
-from ablate.data.tokenizer import BOS, EOS, PAD, SPECIALS, load_tokenizer, tokenizer_dir
-from ablate.spec import Config, DataSpec
+from ablate.data.vocab import BOS, EOS, PAD, SPECIALS
+from ablate.run.prepare import tokenizer_for, cache_for
+from ablate.study.spec import Config, DataSpec
 from ablate.store import Store
 
 
@@ -27,63 +29,63 @@ def tiny_cfg(**data) -> Config:
 def test_tokenizer_specials_and_cache(tiny_data_root, tmp_path):
     store = Store(tmp_path / "results")
     cfg = tiny_cfg()
-    tok = load_tokenizer(store, cfg)
+    tok = tokenizer_for(store, cfg)
     assert [tok.token_to_id(s) for s in SPECIALS] == [0, 1, 2, 3, 4]
     assert tok.get_vocab_size() <= 400
     text = "The cat sat by the river."
     assert tok.decode(tok.encode(text, add_special_tokens=False).ids).strip() == text
     pair = tok.encode("a b", "c d").ids
     assert pair[0] == BOS and pair[-1] == EOS and pair.count(EOS) == 3  # <s> A </s></s> B </s>
-    mtime = (tokenizer_dir(store, cfg) / "tokenizer.json").stat().st_mtime
-    load_tokenizer(store, cfg)
-    assert (tokenizer_dir(store, cfg) / "tokenizer.json").stat().st_mtime == mtime  # reused, not retrained
+    mtime = (cache_for(store, cfg).tokenizer / "tokenizer.json").stat().st_mtime
+    tokenizer_for(store, cfg)
+    assert (cache_for(store, cfg).tokenizer / "tokenizer.json").stat().st_mtime == mtime  # reused, not retrained
     from transformers import AutoTokenizer
 
-    hf = AutoTokenizer.from_pretrained(str(tokenizer_dir(store, cfg) / "hf"))
+    hf = AutoTokenizer.from_pretrained(str(cache_for(store, cfg).tokenizer / "hf"))
     assert hf.mask_token_id == 4 and hf.pad_token_id == PAD
 
 
 def test_data_sizes_nest_and_heldout_is_fixed(tiny_data_root, tmp_path):
     store = Store(tmp_path / "results")
-    small = load_sentences(store, tiny_cfg(train_tokens=2000), "train")
-    large = load_sentences(store, tiny_cfg(train_tokens=4000), "train")
+    small = sentences_for(store, tiny_cfg(train_tokens=2000), "train")
+    large = sentences_for(store, tiny_cfg(train_tokens=4000), "train")
     assert 2000 <= len(small.tokens) < 4000 <= len(large.tokens)
     n = len(small.tokens)
     assert np.array_equal(small.tokens, large.tokens[:n])  # more data only adds
     assert np.array_equal(small.doc_start, large.doc_start[: len(small.doc_start)])
-    held_a = load_corpus(prepare_corpus(store, tiny_cfg(train_tokens=2000)), "heldout")
-    held_b = load_corpus(prepare_corpus(store, tiny_cfg(train_tokens=4000)), "heldout")
+    held_a = load_corpus(corpus_for(store, tiny_cfg(train_tokens=2000)), "heldout")
+    held_b = load_corpus(corpus_for(store, tiny_cfg(train_tokens=4000)), "heldout")
     assert np.array_equal(np.asarray(held_a.blocks), np.asarray(held_b.blocks))
 
 
 def test_prepared_blocks_and_cache(tiny_data_root, tmp_path):
     store = Store(tmp_path / "results")
     cfg = tiny_cfg(train_tokens=3000)
-    folder = prepare_corpus(store, cfg)
+    folder = corpus_for(store, cfg)
     train = load_corpus(folder, "train")
     assert train.blocks.shape[1] == 32 and (train.lengths <= 32).all()
     assert (np.asarray(train.blocks[:, 0]) == BOS).all()
     assert not train.is_pair
     stamp = (folder / "meta.json").stat().st_mtime_ns
-    assert prepare_corpus(store, cfg) == folder and (folder / "meta.json").stat().st_mtime_ns == stamp
-    pairs = load_corpus(prepare_corpus(store, tiny_cfg(train_tokens=3000, format="segment_pair")), "train")
+    assert corpus_for(store, cfg) == folder and (folder / "meta.json").stat().st_mtime_ns == stamp
+    pairs = load_corpus(corpus_for(store, tiny_cfg(train_tokens=3000, format="segment_pair")), "train")
     assert pairs.is_pair and set(np.unique(pairs.nsp)) <= {0, 1}
 
 
 def test_token_matched_batch_sizes(tiny_data_root, tmp_path):
     store = Store(tmp_path / "results")
     base = tiny_cfg(train_tokens=3000)
-    assert effective_batch_size(store, base) == base.pretrain.batch_size
+    assert batch_size_for(store, base) == base.pretrain.batch_size
     doc = tiny_cfg(train_tokens=3000, format="doc_sentences")
     sent = tiny_cfg(train_tokens=3000, format="sentence_pair")
     seg = tiny_cfg(train_tokens=3000, format="segment_pair")
     bs = base.pretrain.batch_size
 
     def mean_len(cfg):
-        return float(load_corpus(prepare_corpus(store, cfg), "train").lengths.mean())
+        return float(load_corpus(corpus_for(store, cfg), "train").lengths.mean())
 
     for cfg, ref in ((doc, base), (sent, seg)):
-        eff = effective_batch_size(store, cfg)
+        eff = batch_size_for(store, cfg)
         assert eff >= bs
         # tokens per step match the reference format's within one sequence
         assert abs(eff * mean_len(cfg) - bs * mean_len(ref)) <= mean_len(cfg)
@@ -91,7 +93,7 @@ def test_token_matched_batch_sizes(tiny_data_root, tmp_path):
 
 def test_tokenize_documents_keeps_document_order(tiny_data_root, tmp_path):
     store = Store(tmp_path / "results")
-    tok = load_tokenizer(store, tiny_cfg())
+    tok = tokenizer_for(store, tiny_cfg())
     s = tokenize_documents(iter(["One cat. Two dogs.", "Three birds."]), tok, None)
     assert s.n_docs == 2 and list(s.doc_start) == [0, 2, 3]
     assert tok.decode(s.sentence(2).tolist()).strip() == "Three birds."

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from ablate.data import sentences as sentences_mod
 from ablate.data.fastbpe import FastByteLevelEncoder, fast_encoder
 from ablate.data.sentences import tokenize_documents
-from ablate.data.tokenizer import load_tokenizer
-from ablate.spec import Config, DataSpec
+from ablate.run.prepare import tokenizer_for
+from ablate.study.spec import Config, DataSpec
 from ablate.store import Store
 
 from conftest import make_docs, needs_real_data, write_tiny_data
@@ -28,7 +28,7 @@ def byte_tok(tmp_path_factory):
     old = os.environ.get("ABLATE_DATA_DIR")
     os.environ["ABLATE_DATA_DIR"] = str(root)
     try:
-        return load_tokenizer(Store(tmp_path_factory.mktemp("results")), tiny_cfg())
+        return tokenizer_for(Store(tmp_path_factory.mktemp("results")), tiny_cfg())
     finally:
         os.environ["ABLATE_DATA_DIR"] = old
 
@@ -40,7 +40,7 @@ TRICKY = ["Don't stop, it's 3.14 o'clock!", "naïve café — déjà vu… 東�
 
 def test_fast_encoder_applies_to_byte_bpe_only(byte_tok, tiny_data_root, tmp_path):
     assert FastByteLevelEncoder.supports(byte_tok)
-    wp = load_tokenizer(Store(tmp_path / "r"), Config(data=DataSpec(tokenizer="wordpiece", vocab_size=400,
+    wp = tokenizer_for(Store(tmp_path / "r"), Config(data=DataSpec(tokenizer="wordpiece", vocab_size=400,
                                                                     tokenizer_train_chars=20_000)))
     assert not FastByteLevelEncoder.supports(wp) and fast_encoder(wp) is None
 
@@ -95,7 +95,7 @@ def test_fast_path_matches_on_real_corpus(tmp_path, monkeypatch):
     docs = pq.read_table(shard, columns=["text"]).column(0).to_pylist()[:40]
     store = Store(tmp_path / "results")
     cfg = Config(data=DataSpec(vocab_size=2000, tokenizer_train_chars=300_000))
-    tok = load_tokenizer(store, cfg)
+    tok = tokenizer_for(store, cfg)
     monkeypatch.setenv("ABLATE_FAST_BPE", "0")
     plain = tokenize_documents(iter(docs), tok, None, workers=1)
     monkeypatch.setenv("ABLATE_FAST_BPE", "1")

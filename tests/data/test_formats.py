@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ablate.data.formats import FORMATS, token_types
 from ablate.data.sentences import Sentences
-from ablate.data.tokenizer import BOS, EOS, NUM_SPECIAL, PAD
+from ablate.data.vocab import BOS, EOS, NUM_SPECIAL, PAD
 
 corpora = st.lists(st.lists(st.integers(1, 30), min_size=1, max_size=12), min_size=2, max_size=12)
 max_lens = st.integers(12, 64)
@@ -137,19 +137,19 @@ def test_segment_pair_lengths_say_nothing_of_the_label():
 def test_format_versions_change_only_their_cells():
     """A packing rule's version is hashed only into the cells of the formats it feeds (segment_pair, and
     sentence_pair whose batch matches segment_pair's tokens); the others keep their keys."""
-    from ablate import expand
-    from ablate.spec import Config, DataSpec, PretrainSpec
+    from ablate.study import identity
+    from ablate.study.spec import Config, DataSpec, PretrainSpec
 
     def key(fmt):
-        return expand.stable_hash(expand.pretrain_identity(
+        return identity.stable_hash(identity.pretrain_identity(
             Config(data=DataSpec(format=fmt), pretrain=PretrainSpec(nsp=fmt.endswith("pair"))), 0))
 
     before = {f: key(f) for f in FORMATS.names()}
-    old = dict(expand.FORMAT_VERSIONS)
+    old = dict(identity.FORMAT_VERSIONS)
     try:
-        expand.FORMAT_VERSIONS["segment_pair"] = old["segment_pair"] + 1
+        identity.FORMAT_VERSIONS["segment_pair"] = old["segment_pair"] + 1
         after = {f: key(f) for f in FORMATS.names()}
     finally:
-        expand.FORMAT_VERSIONS.clear()
-        expand.FORMAT_VERSIONS.update(old)
+        identity.FORMAT_VERSIONS.clear()
+        identity.FORMAT_VERSIONS.update(old)
     assert {f for f in before if before[f] != after[f]} == {"segment_pair", "sentence_pair"}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ablate.data.masking import IGNORE, mask_epoch, mask_tokens, uniforms
-from ablate.data.tokenizer import BOS, EOS, MASK, NUM_SPECIAL, PAD
+from ablate.data.vocab import BOS, EOS, MASK, NUM_SPECIAL, PAD
 
 VOCAB = 1000
 

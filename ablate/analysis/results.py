@@ -1,0 +1,91 @@
+"""Read the store for one study -> tidy pandas tables (one row per cell x task x metric x seed).
+
+Aggregation only reads these tables; the report only reads aggregates and plots.
+Cells are labelled from the plan (the study file), not from what a run recorded,
+so two variants that share a checkpoint both show it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ablate.study.cells import Plan
+from ablate.store import Store
+
+SCORE_COLUMNS = ["variant", "pretrain_seed", "task", "metric", "finetune_seed", "value", "key"]
+PRETRAIN_COLUMNS = [
+    "variant", "seed", "key", "heldout_ppl", "heldout_loss", "unigram_ppl", "steps", "tokens_seen",
+    "tokens_per_step", "flops", "wall_s", "tokens_per_s", "final_train_loss", "sequences_per_step", "epochs",
+    "heldout_nsp_accuracy", "heldout_bpc", "peak_memory_mb",
+]
+CURVE_COLUMNS = ["variant", "seed", "step", "loss", "lr"]
+
+
+@dataclass
+class StudyResults:
+    scores: pd.DataFrame  # SCORE_COLUMNS; value is a fraction in [0, 1] for accuracy-like metrics
+    pretrain: pd.DataFrame  # PRETRAIN_COLUMNS
+    curves: pd.DataFrame  # CURVE_COLUMNS
+    failures: list[dict[str, Any]] = field(default_factory=list)  # {stage, label, error}
+    counts: dict[str, int] = field(default_factory=dict)  # done / failed / pending cells
+
+
+def read_curve(path) -> list[dict]:
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut by a crash: skip it
+                    continue
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def collect(store: Store, plan: Plan) -> StudyResults:
+    study = plan.study.name
+    scores, pre, curves, failures = [], [], [], []
+    counts = {"done": 0, "failed": 0, "pending": 0}
+    for cell in plan.pretrain:
+        run = store.pretrain(study, cell.key)
+        m = run.metrics()
+        if m is not None:
+            counts["done"] += 1
+            pre.append({"variant": cell.variant, "seed": cell.seed, "key": cell.key,
+                        **{c: m.get(c) for c in PRETRAIN_COLUMNS[3:]}})
+            for r in read_curve(run.path / "loss.jsonl"):
+                curves.append({"variant": cell.variant, "seed": cell.seed, "step": r["step"],
+                               "loss": r["loss"], "lr": r.get("lr")})
+        elif (err := run.error()) is not None:
+            counts["failed"] += 1
+            failures.append({"stage": "pretrain", "label": cell.label, "error": err.get("error", "")})
+        else:
+            counts["pending"] += 1
+    for cell in plan.finetune:
+        run = store.finetune(study, cell.key)
+        m = run.metrics()
+        if m is not None:
+            counts["done"] += 1
+            for metric, value in m["metrics"].items():
+                scores.append({"variant": cell.variant, "pretrain_seed": cell.pretrain_seed, "task": cell.task,
+                               "metric": metric, "finetune_seed": cell.seed, "value": value, "key": cell.key})
+        elif (err := run.error()) is not None:
+            counts["failed"] += 1
+            failures.append({"stage": "finetune", "label": cell.label, "error": err.get("error", "")})
+        else:
+            counts["pending"] += 1
+    scores_df = pd.DataFrame(scores, columns=SCORE_COLUMNS)
+    scores_df["pretrain_seed"] = scores_df["pretrain_seed"].astype("Int64")
+    return StudyResults(
+        scores=scores_df,
+        pretrain=pd.DataFrame(pre, columns=PRETRAIN_COLUMNS),
+        curves=pd.DataFrame(curves, columns=CURVE_COLUMNS),
+        failures=failures,
+        counts=counts,
+    )

@@ -1,0 +1,1 @@
+"""The report: tables and figures of ablate.analysis rendered as self-contained HTML (plots, html, build)."""

@@ -1,0 +1,178 @@
+"""The only module that knows the stage order: Plan -> pending cells -> an executor -> the store.
+
+run(plan, store) checks the plan's data and memory before any compute, takes the results lock, copies in
+cells finished in other studies (ablate.run.reuse), lists the pending cells (ablate.run.jobs) and drives them
+through an executor (drive): every pretraining cell before its fine-tunes, a fine-tune whose pretraining failed
+recorded as skipped. Every stage is cached on disk, so a re-run skips what is done, and a failed cell records
+its error while the study goes on. run_study is `ablate run`: a study file and the command's options.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from pydantic import ValidationError
+
+from ablate.errors import UserError
+from ablate.paths import corpus_files, results_root
+from ablate.run.budget import check_fits
+from ablate.run.cell import provenance, skip_finetune
+from ablate.run.executors import JobsExecutor, LocalExecutor
+from ablate.run.jobs import CellContext, Job, jobs
+from ablate.run.lock import results_lock
+from ablate.run.progress import Reporter
+from ablate.run.ray import RAY_INSTALL, RayExecutor, ray_available
+from ablate.run.reuse import reuse_finished
+from ablate.store import Store, atomic_write_json, atomic_write_text
+from ablate.study.cells import Plan, expand
+from ablate.study.load import load_study
+from ablate.study.spec import StudySpec
+from ablate.tasks import TASKS
+from ablate.tasks.data import check_local_data
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """`ablate run`'s options beyond the study file (None: the study file's runtime setting)."""
+
+    scale: Optional[str] = None
+    results: Optional[Path] = None  # default: $ABLATE_RESULTS_DIR or ./results
+    force: bool = False  # rerun cells that are already done
+    wait: bool = False  # wait for another run that holds the results directory
+    progress: bool = True
+    jobs: int = 1  # cells at once on this machine (local executor)
+    executor: str = "local"  # local | ray
+    address: Optional[str] = None  # Ray cluster
+    threads: Optional[int] = None
+    device: Optional[str] = None
+    cpus_per_cell: Optional[float] = None
+    gpus_per_cell: Optional[float] = None
+
+
+def run_study(path: Path, opts: RunOptions) -> tuple[StudySpec, dict]:
+    """`ablate run`: check the options, load the study, apply the runtime options, run it; return (spec, counts)."""
+    executor = make_executor(opts)
+    spec = with_runtime(load_study(path, opts.scale), opts)
+    counts = run(expand(spec), Store(results_root(opts.results)), force=opts.force,
+                 reporter=Reporter(enabled=opts.progress), wait=opts.wait, executor=executor)
+    return spec, counts
+
+
+def make_executor(opts: RunOptions):
+    """The executor the options ask for; a UserError for options that do not go together."""
+    if opts.executor not in ("local", "ray"):
+        raise UserError(f"--executor must be local or ray, not {opts.executor!r}")
+    if opts.executor == "local" and (opts.address is not None or opts.cpus_per_cell is not None
+                                     or opts.gpus_per_cell is not None):
+        raise UserError("--address, --cpus-per-cell and --gpus-per-cell need --executor ray")
+    if opts.executor == "ray":
+        if opts.jobs > 1:
+            raise UserError("--jobs is for the local executor; on Ray, as many cells run at once as the cluster fits")
+        if not ray_available():
+            raise UserError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL}")
+        return RayExecutor(opts.address)
+    return JobsExecutor(opts.jobs) if opts.jobs > 1 else LocalExecutor()
+
+
+def with_runtime(spec: StudySpec, opts: RunOptions) -> StudySpec:
+    """spec with the command line's runtime options over the study file's (checked like the file's)."""
+    over = {k: v for k, v in {"threads": opts.threads, "device": opts.device, "cpus_per_cell": opts.cpus_per_cell,
+                              "gpus_per_cell": opts.gpus_per_cell}.items() if v is not None}
+    if not over:
+        return spec
+    try:
+        runtime = spec.runtime.model_validate({**spec.runtime.model_dump(), **over})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UserError(f"bad runtime option {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    return spec.model_copy(update={"runtime": runtime})
+
+
+def preflight(plan: Plan) -> None:
+    """Fail before any compute when a data file the plan needs is missing."""
+    corpora = {c.config.data.corpus for c in plan.pretrain}
+    for corpus in corpora:
+        corpus_files(corpus, "train")
+        corpus_files(corpus, "validation")
+    for cell in plan.finetune:  # the splits each task needs under its settings (e.g. train_from_validation)
+        check_local_data(TASKS.get(cell.task), cell.config.finetune)
+    check_fits(plan)
+
+
+def _record_study(store: Store, plan: Plan) -> None:
+    folder = store.study_dir(plan.study.name)
+    atomic_write_text(folder / "study.yaml", plan.study.source)
+    atomic_write_json(folder / "last_run.json", {"scale": plan.study.scale, "study_file": plan.study.path})
+
+
+def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Reporter] = None, wait: bool = False,
+        executor=None) -> dict:
+    """Run every pending cell of the plan; return counts of done/skipped/failed cells.
+
+    executor: where cells run (ablate.run.executors: LocalExecutor, the default, one after another in this
+    process; JobsExecutor; ablate.run.ray.RayExecutor). This process holds the results lock throughout, whichever it is.
+    """
+    preflight(plan)
+    reporter = reporter or Reporter(enabled=False)
+    executor = executor or LocalExecutor()
+    with results_lock(store.root, wait=wait):
+        _record_study(store, plan)
+        ctx = CellContext(plan.study.name, plan.study.runtime, force, provenance())
+        reused = 0 if force else reuse_finished(plan, store)
+        counts = drive(jobs(plan, store, force), store, ctx, reporter, executor)
+    counts["reused"] = reused
+    counts["skipped"] = (len({c.key for c in plan.pretrain} | {c.key for c in plan.finetune})
+                         - counts["ran"] - counts["failed"] - reused)
+    return counts
+
+
+def drive(jobs: list[Job], store: Store, ctx: CellContext, reporter: Reporter, executor) -> dict:
+    """Run the jobs on the executor, fine-tunes after their pretraining; return {ran, failed} counts."""
+    counts = {"ran": 0, "skipped": 0, "failed": 0}
+    waiting: dict[str, list[Job]] = {}
+    ready: list[tuple[int, Job]] = []
+    for job in jobs:
+        if job.after is None:
+            heapq.heappush(ready, (job.order, job))
+        else:
+            waiting.setdefault(job.after, []).append(job)
+    running = 0
+    reporter.start(total=len(jobs), per_cell=executor.concurrent)
+    executor.start(store, ctx, reporter)
+    try:
+        while ready or running:
+            slots = executor.slots()
+            while ready and running < slots:
+                _, job = heapq.heappop(ready)
+                executor.submit(job)
+                running += 1
+                reporter.cell_started(job.label)
+            reporter.status(queued=len(ready) + sum(map(len, waiting.values())), running=running,
+                            done=counts["ran"], failed=counts["failed"])
+            for job, outcome in executor.wait():
+                running -= 1
+                if outcome.status == "user_error":
+                    raise UserError(outcome.message)
+                ok = outcome.status == "ok"
+                if ok:
+                    counts["ran"] += 1
+                    reporter.cell_done(job.label)
+                else:
+                    counts["failed"] += 1
+                    reporter.cell_failed(job.label, outcome.message)
+                for dep in waiting.pop(job.key, []) if job.kind == "pretrain" else []:
+                    if ok:
+                        heapq.heappush(ready, (dep.order, dep))
+                    else:
+                        skip_finetune(dep.cell, ctx, store)
+                        counts["failed"] += 1
+                        reporter.cell_failed(dep.label, "pretraining failed")
+            reporter.status(queued=len(ready) + sum(map(len, waiting.values())), running=running,
+                            done=counts["ran"], failed=counts["failed"])
+    finally:
+        executor.close()
+        reporter.stop()
+    return counts

@@ -1,0 +1,83 @@
+"""StudySpec -> Plan: (variant, seed) pretraining cells, their fine-tuning runs, and the random-init control.
+
+Pure, no I/O. Each cell carries its key (ablate.study.identity): finished cells are found by it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ablate.study.identity import finetune_identity, pretrain_identity, stable_hash
+from ablate.study.load import load_study
+from ablate.study.spec import SCALES, Config, StudySpec
+
+RANDOM_INIT = "random-init"
+
+
+@dataclass(frozen=True)
+class PretrainCell:
+    variant: str
+    seed: int
+    config: Config
+    key: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class FinetuneCell:
+    variant: str  # RANDOM_INIT for the control
+    pretrain_seed: Optional[int]
+    task: str
+    seed: int
+    config: Config
+    key: str
+    pretrain_key: Optional[str]
+
+    @property
+    def label(self) -> str:
+        ps = "" if self.pretrain_seed is None else f"/pt{self.pretrain_seed}"
+        return f"{self.variant}{ps}/{self.task}/ft{self.seed}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    study: StudySpec
+    pretrain: list[PretrainCell] = field(default_factory=list)
+    finetune: list[FinetuneCell] = field(default_factory=list)
+
+    def finetunes_of(self, pretrain_key: Optional[str]) -> list[FinetuneCell]:
+        return [c for c in self.finetune if c.pretrain_key == pretrain_key]
+
+
+def expand(study: StudySpec) -> Plan:
+    """Every pretraining cell (variant x seed) and its fine-tuning runs, plus the random-init control."""
+    plan = Plan(study)
+    for variant, cfg in study.variants.items():
+        for seed in study.seeds.pretrain:
+            key = stable_hash(pretrain_identity(cfg, seed))
+            plan.pretrain.append(PretrainCell(variant, seed, cfg, key))
+            for task in cfg.finetune.tasks:
+                for ft_seed in study.seeds.finetune:
+                    fkey = stable_hash(finetune_identity(cfg, key, task, ft_seed))
+                    plan.finetune.append(FinetuneCell(variant, seed, task, ft_seed, cfg, fkey, key))
+    base = study.variants[study.baseline]
+    if base.finetune.random_init_control:
+        for task in base.finetune.tasks:
+            for ft_seed in study.seeds.finetune:
+                fkey = stable_hash(finetune_identity(base, None, task, ft_seed))
+                plan.finetune.append(FinetuneCell(RANDOM_INIT, None, task, ft_seed, base, fkey, None))
+    return plan
+
+
+def validate_study(path: Path) -> tuple[StudySpec, Plan]:
+    """`ablate validate`: load and expand the study file at every scale (the first error raises); return its
+    spec and plan at the file's own scale."""
+    for scale in SCALES:
+        expand(load_study(path, scale))
+    spec = load_study(path)
+    return spec, expand(spec)

@@ -1,0 +1,292 @@
+"""The study schema: frozen, validated pydantic models (unknown keys are errors).
+
+A study file (YAML) has a name, a description, a `base` config in sections
+(model, data, pretrain, finetune), named `variants` as overrides of the base, a
+`baseline` variant, `seeds`, a default `scale`, optional per-scale overrides
+(`scales`), and `runtime` settings (ablate.study.load merges and checks them).
+Science settings (ModelSpec, DataSpec, PretrainSpec, FinetuneSpec) decide results
+and are hashed (ablate.study.identity); RuntimeSpec (threads, device, log interval)
+only changes speed and is not. Input formats and tasks are checked against their
+registries (ablate.data.formats.FORMATS, ablate.tasks.TASKS), which is why those
+sit below this module.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ablate.data.formats import FORMATS
+from ablate.tasks import TASKS
+
+SCALES = ("tiny", "cpu", "paper")
+Scale = Literal["tiny", "cpu", "paper"]
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class ModelSpec(Frozen):
+    """Shape of the scaled-down RoBERTa encoder."""
+
+    hidden_size: int = Field(128, ge=8, le=8192)  # width of every token vector
+    num_layers: int = Field(4, ge=1, le=96)  # transformer blocks
+    num_heads: int = Field(4, ge=1, le=128)  # attention heads; must divide hidden_size
+    intermediate_size: int = Field(512, ge=8, le=65536)  # feed-forward width (4x hidden in RoBERTa)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # hidden and attention dropout, as in the paper
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelSpec":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
+        return self
+
+    def non_embedding_params(self) -> int:
+        """Parameters in the transformer blocks (the compute-optimal arithmetic counts these)."""
+        h, i = self.hidden_size, self.intermediate_size
+        per_layer = 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h
+        return self.num_layers * per_layer
+
+
+class DataSpec(Frozen):
+    """Pretraining text, tokenizer and input format."""
+
+    corpus: str = "corpus"  # dataset name resolved through the data root (see ablate.paths)
+    tokenizer: Literal["byte_bpe", "wordpiece"] = "byte_bpe"  # RoBERTa's byte-level BPE, or BERT's WordPiece
+    vocab_size: int = Field(8192, ge=300, le=262144)
+    tokenizer_train_chars: int = Field(20_000_000, ge=10_000)  # characters of train text the tokenizer learns from
+    format: str = "full_sentences"  # input format (paper section 4.2): see ablate.data.formats.FORMATS
+    max_len: int = Field(128, ge=16, le=4096)  # tokens per input, special tokens included
+    train_tokens: Optional[int] = Field(None, ge=1000)  # cap on distinct pretraining tokens (a corpus prefix); None = all
+    heldout_tokens: int = Field(200_000, ge=1000)  # validation tokens for held-out MLM perplexity
+    # The data-size axis (paper Table 4): use this fraction of train_tokens (or of the whole corpus). Smaller fractions are
+    # prefixes of larger ones (whole documents, corpus order), so more data only adds text.
+    data_fraction: float = Field(1.0, gt=0, le=1)
+
+    @property
+    def train_token_budget(self) -> Optional[int]:
+        return None if self.train_tokens is None else max(1, int(self.train_tokens * self.data_fraction))
+
+    @field_validator("format")
+    @classmethod
+    def _format_known(cls, v: str) -> str:
+        FORMATS.get(v)  # raises UserError with did-you-mean
+        return v
+
+
+class PretrainSpec(Frozen):
+    """The masked-language-model pretraining run."""
+
+    steps: int = Field(1000, ge=1, le=10_000_000)  # optimizer steps
+    batch_size: int = Field(64, ge=1, le=1_000_000)  # sequences per optimizer step
+    lr: float = Field(5e-4, gt=0, le=1.0)  # peak learning rate
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)  # linear warmup, then linear decay to 0
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.98, ge=0, lt=1)  # RoBERTa's 0.98 (BERT used 0.999)
+    eps: float = Field(1e-6, gt=0, le=1e-2)
+    grad_clip: float = Field(1.0, ge=0)  # 0 disables clipping
+    masking: Literal["static", "dynamic"] = "dynamic"
+    static_copies: int = Field(1, ge=1, le=1000)  # k: masked copies for static masking (BERT: 10)
+    mask_prob: float = Field(0.15, gt=0, lt=1)  # fraction of tokens selected
+    mask_token_frac: float = Field(0.8, ge=0, le=1)  # of selected: replaced by <mask>
+    random_token_frac: float = Field(0.1, ge=0, le=1)  # of selected: replaced by a random token
+    nsp: bool = False  # next-sentence prediction loss (needs a pair format)
+    # The equal-compute batch ladder (paper Table 3): a rung multiplies the sequences per step by k and
+    # divides the steps by k, so batch x steps stays constant at every scale; its learning rate is
+    # lr x lr_multiplier (tuned per rung, as the paper did; the study file says how it was chosen).
+    batch_multiplier: int = Field(1, ge=1, le=4096)
+    steps_multiplier: float = Field(1.0, gt=0, le=1000)  # "pretrain longer" (Table 4): steps x this
+    lr_multiplier: float = Field(1.0, gt=0, le=1000)
+    micro_batch_size: Optional[int] = Field(None, ge=1)  # gradient accumulation chunk; None = whole batch at once
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "PretrainSpec":
+        if self.mask_token_frac + self.random_token_frac > 1 + 1e-9:
+            raise ValueError("mask_token_frac + random_token_frac must be at most 1")
+        if self.batch_multiplier > self.steps * self.steps_multiplier:
+            raise ValueError(f"batch_multiplier ({self.batch_multiplier}) leaves no steps (steps {self.steps})")
+        return self
+
+    @property
+    def total_batch(self) -> int:
+        """Sequences per optimizer step."""
+        return self.batch_size * self.batch_multiplier
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps (batch x steps is the same on every rung of the ladder)."""
+        return max(1, int(self.steps * self.steps_multiplier) // self.batch_multiplier)
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr * self.lr_multiplier
+
+
+class FinetuneSpec(Frozen):
+    """Fine-tuning every checkpoint on downstream tasks."""
+
+    tasks: tuple[str, ...] = ("sst2", "mrpc")
+    train_size: Optional[int] = Field(None, ge=10)  # examples of the train split used; None = all
+    epochs: float = Field(3.0, gt=0, le=100)
+    lr: float = Field(1e-4, gt=0, le=1.0)
+    batch_size: int = Field(32, ge=1, le=4096)
+    max_len: int = Field(128, ge=8, le=4096)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.1, ge=0, le=1)
+    random_init_control: bool = True  # also fine-tune the same architecture from random init
+    # task -> fraction of its validation split to fine-tune on; the rest is scored, whole groups of examples
+    # sharing text on one side (SQuAD: articles). For tasks with no local train split (mnli, qnli, squad,
+    # squad_v2); reports mark these tasks. Without it a missing train split is an error.
+    train_from_validation: dict[str, float] = {}
+    lr_by_task: dict[str, float] = {}  # task -> learning rate used instead of `lr` for that task
+    doc_stride: Optional[int] = Field(None, ge=1, le=2048)  # span tasks: context tokens shared by consecutive
+    #                                                         windows over a long context; None = max_len // 4
+    max_answer_len: int = Field(30, ge=1, le=1024)  # span tasks: longest answer decoded, in tokens
+    n_best: int = Field(20, ge=1, le=1000)  # span tasks: start and end candidates per window when decoding
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_known(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        if not tasks:
+            raise ValueError("at least one task is needed")
+        for t in tasks:
+            TASKS.get(t)  # raises UserError with did-you-mean
+        if len(set(tasks)) != len(tasks):
+            raise ValueError("tasks must not repeat")
+        return tasks
+
+    @field_validator("train_from_validation")
+    @classmethod
+    def _fractions_per_task(cls, v: dict[str, float]) -> dict[str, float]:
+        for task, frac in v.items():
+            TASKS.get(task)
+            if not 0.05 <= frac <= 0.95:
+                raise ValueError(f"{task}: the fine-tuning share of the validation split must be in [0.05, 0.95] "
+                                 f"(got {frac})")
+        return v
+
+    @field_validator("lr_by_task")
+    @classmethod
+    def _lr_per_task(cls, v: dict[str, float]) -> dict[str, float]:
+        for task, lr in v.items():
+            TASKS.get(task)
+            if not 0 < lr <= 1.0:
+                raise ValueError(f"{task}: learning rate must be in (0, 1] (got {lr})")
+        return v
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> "FinetuneSpec":
+        if self.doc_stride is not None and self.doc_stride >= self.max_len // 2:
+            raise ValueError(f"doc_stride ({self.doc_stride}) must be under half of max_len ({self.max_len})")
+        return self
+
+
+class RuntimeSpec(Frozen):
+    """Plumbing: changes speed, never results. Not part of any hash."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Optional[int] = Field(None, ge=1, le=1024)  # torch threads; None = all cores
+    log_every: int = Field(50, ge=1)  # steps between loss-curve points
+    eval_batch_size: int = Field(128, ge=1)
+    compile: bool = False  # torch.compile the training step (measured: does not pay on CPU; see benchmarks)
+    checkpoint_every: int = Field(200, ge=0)  # steps between mid-cell checkpoints for resume; 0 = not by steps
+    # also checkpoint once this many minutes passed since the last one (slow steps: a 512-sequence step takes
+    # ~5-10 s on 2 cores, so 200 steps would be half an hour lost to a kill); 0 = by steps only (both 0: never)
+    checkpoint_minutes: float = Field(10.0, ge=0)
+    progress: bool = True
+    # `--executor ray`: what one cell asks of the cluster (default: `threads` CPUs, else 1; no GPU)
+    cpus_per_cell: Optional[float] = Field(None, gt=0, le=1024)
+    gpus_per_cell: float = Field(0.0, ge=0, le=64)
+
+
+class Seeds(Frozen):
+    pretrain: tuple[int, ...] = (0,)  # one pretrained model per seed and variant
+    finetune: tuple[int, ...] = (0, 1, 2)  # fine-tuning seeds per checkpoint
+
+    @field_validator("pretrain", "finetune")
+    @classmethod
+    def _nonempty_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v:
+            raise ValueError("at least one seed is needed")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must not repeat")
+        if any(s < 0 or s >= 2**31 for s in v):
+            raise ValueError("seeds must be in [0, 2**31)")
+        return v
+
+
+class Config(Frozen):
+    """The science of one variant: everything that changes results."""
+
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    pretrain: PretrainSpec = PretrainSpec()
+    finetune: FinetuneSpec = FinetuneSpec()
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Config":
+        if self.pretrain.nsp and not FORMATS.get(self.data.format).pair:
+            raise ValueError(f"pretrain.nsp needs a pair input format (segment_pair or sentence_pair), "
+                             f"not {self.data.format}")
+        return self
+
+    def training_flops(self, tokens: int, masked: int, vocab: int) -> float:
+        """Training FLOPs: 6 x non-embedding params and the attention scores (QK^T, AV; fwd + bwd) per token,
+        plus the LM head (dense + decoder) per masked token."""
+        m = self.model
+        attn = 12 * m.num_layers * self.data.max_len * m.hidden_size
+        head = 6 * (m.hidden_size * m.hidden_size + m.hidden_size * vocab)
+        return float(tokens * (6 * m.non_embedding_params() + attn) + masked * head)
+
+
+class StudySpec(Frozen):
+    """A whole study, resolved for one scale."""
+
+    name: str
+    description: str
+    paper_table: Optional[str]
+    scale: Scale
+    baseline: str
+    seeds: Seeds
+    variants: dict[str, Config]  # name -> resolved config
+    runtime: RuntimeSpec
+    source: str  # the study file's text, shown in the report
+    path: str
+
+
+class StudyFile(Frozen):
+    """The raw study file, before merging (overrides stay plain dicts, checked when merged)."""
+
+    name: str = Field(pattern=NAME_RE)
+    description: str = Field(min_length=1, max_length=10_000)
+    paper_table: Optional[str] = Field(None, max_length=200)
+    scale: Scale = "cpu"
+    base: dict[str, Any] = {}
+    scales: dict[Scale, dict[str, Any]] = {}
+    variants: dict[str, dict[str, Any]]
+    baseline: str
+    seeds: Seeds = Seeds()
+    runtime: RuntimeSpec = RuntimeSpec()
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not v:
+            raise ValueError("at least one variant is needed")
+        for name, body in v.items():
+            if not re.match(NAME_RE, str(name)):
+                raise ValueError(f"variant name {name!r} must match {NAME_RE}")
+            if name == "random-init":
+                raise ValueError("'random-init' is reserved for the random-init control")
+        return v
+
+    @model_validator(mode="after")
+    def _baseline_known(self) -> "StudyFile":
+        if self.baseline not in self.variants:
+            raise ValueError(f"baseline {self.baseline!r} is not a variant (variants: {', '.join(self.variants)})")
+        return self

@@ -1,0 +1,1 @@
+"""Training: the fast step (trainer), a pretraining cell (pretrain), its checkpoints (checkpoint), a fine-tune (finetune)."""

@@ -1,0 +1,224 @@
+"""One fine-tuning run: checkpoint (or random init) + task + seed -> metrics on the task's scored examples.
+
+Input: a FinetuneCell, the pretraining checkpoint folder (None for the random-init control), the
+tokenizer. Output: the metrics record (every metric of the task, computed by the `evaluate` modules
+shipped in ablate.metrics) plus what was trained on and scored, which the pipeline writes to metrics.json.
+
+Tasks: classification (RobertaForSequenceClassification, cross-entropy), regression (STS-B: one output,
+mean squared error) and span extraction (SQuAD: RobertaForQuestionAnswering over sliding windows, see
+ablate.tasks.squad). The data come from ablate.tasks.data (the official splits, or part of the
+validation split where finetune.train_from_validation says so).
+
+Recipe (the paper's, scaled down): AdamW (beta2 0.98, eps 1e-6), linear warmup over 6% of steps then
+linear decay, dynamic padding with length-grouped batches, the lr from finetune.lr_by_task or finetune.lr.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from transformers import RobertaForQuestionAnswering, RobertaForSequenceClassification
+from transformers.utils import logging as hf_logging
+
+from ablate import metrics as metric_lib
+from ablate.data.vocab import PAD
+from ablate.errors import CellFailed, UserError
+from ablate.model import roberta_config
+from ablate.study.cells import FinetuneCell
+from ablate.study.spec import RuntimeSpec
+from ablate.tasks import TASKS, TaskSpec, squad
+from ablate.tasks.data import task_data
+from ablate.train.trainer import autocast, linear_schedule, pick_device, set_threads
+
+Progress = Callable[[int, int, Optional[float]], None]
+
+
+def encode(tok, task: TaskSpec, ds, max_len: int) -> tuple[list[list[int]], np.ndarray]:
+    """Texts -> token id lists (<s> A </s></s> B </s> for pairs, truncated to max_len) and labels."""
+    tok = _truncating(tok, max_len)
+    cols = [list(ds[c]) for c in task.text_columns]
+    inputs = list(zip(*cols)) if len(cols) == 2 else cols[0]
+    ids = [e.ids for e in tok.encode_batch(inputs)]
+    dtype = np.float32 if task.kind == "regression" else np.int64
+    return ids, np.asarray(list(ds[task.label_column]), dtype=dtype)
+
+
+def _truncating(tok, max_len: int):
+    t = Tokenizer.from_str(tok.to_str())  # a copy: truncation is tokenizer state
+    t.enable_truncation(max_len, strategy="longest_first")
+    t.no_padding()
+    return t
+
+
+def grouped_batches(lengths: np.ndarray, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffle, then sort by length inside chunks of 50 batches, so padding stays small."""
+    order = rng.permutation(len(lengths))
+    chunk = batch * 50
+    batches = []
+    for s in range(0, len(order), chunk):
+        part = order[s : s + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch] for i in range(0, len(part), batch))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(ids: list[list[int]], idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids[i]) for i in idx)
+    x = np.full((len(idx), width), PAD, dtype=np.int64)
+    for r, i in enumerate(idx):
+        x[r, : len(ids[i])] = ids[i]
+    x_t = torch.from_numpy(x)
+    return x_t, (x_t != PAD).long()
+
+
+def build_model(task: TaskSpec, checkpoint: Optional[Path], cell: FinetuneCell, vocab: int):
+    """A sequence classifier (regression: one output) or a span extractor, from the checkpoint or random init."""
+    hf_logging.set_verbosity_error()  # the head is new by design: no load report
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(cell.seed)  # the head (and the whole model for random init)
+    cls = RobertaForQuestionAnswering if task.kind == "span" else RobertaForSequenceClassification
+    extra = {"num_labels": task.num_labels}
+    if task.kind == "regression":
+        extra["problem_type"] = "regression"
+    if checkpoint is None:
+        return cls(roberta_config(cell.config.model, cell.config.data, vocab, **extra))
+    model, info = cls.from_pretrained(str(checkpoint), output_loading_info=True, **extra)
+    lost = sorted(k for k in info["missing_keys"] if k.startswith("roberta."))
+    if lost or info["mismatched_keys"]:  # the encoder must come from the checkpoint, never silently fresh
+        raise RuntimeError(f"checkpoint {checkpoint} did not fill the encoder: missing {lost[:3]}, "
+                           f"mismatched {sorted(info['mismatched_keys'])[:3]}")
+    return model
+
+
+@dataclass
+class Examples:
+    """A task's examples as model inputs: token ids per input and the targets the model's loss takes."""
+
+    ids: list[list[int]]  # per input (a sentence, a pair, or a SQuAD window)
+    targets: dict[str, np.ndarray]  # model keyword -> [N] array: labels, or start_positions and end_positions
+
+
+def prepare(task: TaskSpec, tok, ds, max_len: int, stride: int, with_targets: bool = True):
+    """Dataset -> (Examples, windows or None). Span tasks become sliding windows over each context."""
+    if task.kind != "span":
+        ids, y = encode(tok, task, ds, max_len)
+        return Examples(ids, {"labels": y}), None
+    try:
+        win = squad.windows(tok, list(ds["question"]), list(ds["context"]),
+                            list(ds["answers"]) if with_targets else None, max_len, stride)
+    except ValueError as e:  # doc_stride does not fit the window: a settings error
+        raise UserError(f"{task.name}: {e} (max_len {max_len})") from None
+    return Examples(win.ids, {"start_positions": win.start, "end_positions": win.end}), win
+
+
+def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: RuntimeSpec,
+             progress: Optional[Progress] = None) -> dict:
+    """Fine-tune and score one (checkpoint, task, seed); return the metrics record."""
+    ft = cell.config.finetune
+    task = TASKS.get(cell.task)
+    set_threads(runtime)
+    device = pick_device(runtime)
+    max_len = min(ft.max_len, cell.config.data.max_len)  # positions exist only up to the pretraining length
+    stride = ft.doc_stride or max_len // 4
+    lr = ft.lr_by_task.get(task.name, ft.lr)
+    data = task_data(task, ft)
+    train, _ = prepare(task, tok, data.train, max_len, stride)
+    scored, windows = prepare(task, tok, data.eval, max_len, stride, with_targets=False)
+    model = build_model(task, checkpoint, cell, tok.get_vocab_size()).to(device)
+    t0 = time.perf_counter()
+    steps = train_loop(model, train, ft, lr, cell.seed, device, progress)
+    outputs = predict(model, scored.ids, device, runtime.eval_batch_size)
+    predictions, references = _predictions(task, ft, data.eval, outputs, windows)
+    record = {
+        "metrics": metric_lib.compute_many(task.metrics, predictions, references),
+        "task": task.name,
+        "train_split": data.train_split,
+        "eval_split": data.eval_split,
+        "scored_on_validation_part": data.from_validation,
+        "train_examples": len(data.train),
+        "eval_examples": len(data.eval),
+        "lr": lr,
+        "steps": steps,
+        "wall_s": time.perf_counter() - t0,
+    }
+    if windows is not None:
+        record.update(train_windows=len(train.ids), eval_windows=len(scored.ids), doc_stride=stride)
+    return record
+
+
+def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progress: Optional[Progress]) -> int:
+    """AdamW with warmup and linear decay over ft.epochs of length-grouped batches; returns the steps taken."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "LayerNorm" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": ft.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    rng = np.random.default_rng(seed)
+    lengths = np.array([len(x) for x in train.ids])
+    steps_per_epoch = int(np.ceil(len(train.ids) / ft.batch_size))
+    total = max(1, int(round(steps_per_epoch * ft.epochs)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(total, ft.warmup_ratio))
+    step, batches = 0, []
+    model.train()
+    while step < total:
+        if not batches:
+            batches = grouped_batches(lengths, ft.batch_size, rng)
+        idx = batches.pop()
+        x, attn = (t.to(device) for t in collate(train.ids, idx))
+        targets = {k: torch.as_tensor(v[idx]).to(device) for k, v in train.targets.items()}
+        with autocast(device):
+            loss = model(input_ids=x, attention_mask=attn, **targets).loss
+        if not torch.isfinite(loss):
+            raise CellFailed(f"fine-tuning diverged at step {step}: loss is {float(loss)}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        if progress and (step % 10 == 0 or step == total):
+            progress(step, total, loss.item())
+    return total
+
+
+@torch.no_grad()
+def predict(model, ids: list[list[int]], device, batch: int) -> list[np.ndarray]:
+    """Model outputs per input: [C] logits for a classifier, [2, L] start/end logits for a span model."""
+    model.eval()
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out: list[np.ndarray] = [np.empty(0)] * len(ids)
+    for s in range(0, len(order), batch):
+        idx = order[s : s + batch]
+        x, attn = (t.to(device) for t in collate(ids, idx))
+        with autocast(device):
+            res = model(input_ids=x, attention_mask=attn)
+        if hasattr(res, "start_logits"):
+            both = torch.stack([res.start_logits, res.end_logits], 1).float().cpu().numpy()  # [B, 2, L]
+            for r, i in enumerate(idx):
+                out[i] = both[r, :, : len(ids[i])]
+        else:
+            logits = res.logits.float().cpu().numpy()  # [B, C]
+            for r, i in enumerate(idx):
+                out[i] = logits[r]
+    return out
+
+
+def _predictions(task: TaskSpec, ft, ds, outputs: list[np.ndarray], windows) -> tuple[list, list]:
+    """Model outputs -> (predictions, references) in the form the task's metric modules take."""
+    if task.kind == "span":
+        preds = squad.decode(windows, [o[0] for o in outputs], [o[1] for o in outputs], list(ds["context"]),
+                             list(ds["id"]), ft.n_best, ft.max_answer_len, task.no_answer)
+        if not task.no_answer:
+            preds = [{"id": p["id"], "prediction_text": p["prediction_text"]} for p in preds]
+        refs = [{"id": i, "answers": a} for i, a in zip(ds["id"], ds["answers"])]
+        return preds, refs
+    logits = np.stack(outputs)  # [N, C]
+    if task.kind == "regression":
+        return logits[:, 0].astype(float).tolist(), [float(v) for v in ds[task.label_column]]
+    return logits.argmax(-1).tolist(), [int(v) for v in ds[task.label_column]]

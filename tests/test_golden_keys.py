@@ -1,0 +1,62 @@
+"""Cell and cache keys are the identity of every committed result: a refactor must never move one.
+
+tests/golden/*.json were written by the code before the package moved into its stage folders (commit 3346032);
+every study file at every scale must still expand to exactly those cells and keys, and every cell of the
+committed `cpu`-scale studies must still find its finished run in results/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ablate.run.status import plan_rows, study_plan
+from ablate.store import Store
+from ablate.study.cells import expand
+from ablate.study.identity import (corpus_identity, heldout_identity, sentences_identity, stable_hash,
+                                   tokenizer_identity)
+from ablate.study.load import load_study
+from ablate.study.spec import SCALES
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden"
+STUDIES = sorted((REPO / "studies").glob("*.yaml"))
+COMMITTED = ("masking", "input_format", "batch_size", "data_size", "tokenizer")
+
+
+def test_golden_files_cover_every_study_at_every_scale():
+    golden = json.loads((GOLDEN / "cell_keys.json").read_text())
+    assert set(golden) == {f"{p.stem}@{s}" for p in STUDIES for s in SCALES}
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("scale", SCALES)
+def test_cell_keys_unchanged(path, scale):
+    golden = json.loads((GOLDEN / "cell_keys.json").read_text())[f"{path.stem}@{scale}"]
+    plan = expand(load_study(path, scale))
+    assert {c.label: c.key for c in plan.pretrain} == golden["pretrain"]
+    assert {c.label: c.key for c in plan.finetune} == golden["finetune"]
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_cache_keys_unchanged(path):
+    golden = json.loads((GOLDEN / "cache_keys.json").read_text())
+    for scale in SCALES:
+        for variant, cfg in load_study(path, scale).variants.items():
+            want = golden[f"{path.stem}@{scale}/{variant}"]
+            assert stable_hash(tokenizer_identity(cfg)) == want["tokenizer"]
+            assert stable_hash(corpus_identity(cfg)) == want["corpus"]
+            assert {s: stable_hash(sentences_identity(cfg, s)) for s in ("train", "heldout")} == want["sentences"]
+            assert list(heldout_identity(cfg)) == want["heldout"]
+
+
+@pytest.mark.parametrize("study", COMMITTED)
+def test_every_committed_cell_is_done(study):
+    store = Store(REPO / "results")
+    if not store.study_dir(study).is_dir():
+        pytest.skip(f"results/{study} is not in this checkout")
+    for plan in (study_plan(store, study), expand(load_study(REPO / "studies" / f"{study}.yaml"))):
+        rows, _ = plan_rows(plan, store)
+        assert rows and {r["status"] for r in rows} == {"done"}, [r for r in rows if r["status"] != "done"][:3]
