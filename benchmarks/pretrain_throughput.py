@@ -1,7 +1,7 @@
 """Pretraining throughput: the ablate engine vs a plain Hugging Face setup, alternated in one run.
 
 Baseline: RobertaForMaskedLM (full LM head over every token) + DataCollatorForLanguageModeling
-+ torch.optim.AdamW with default settings. Ablate: ablate.engine (masked-only LM head, fused QKV,
++ torch.optim.AdamW with default settings. Ablate: ablate.model + ablate.train.trainer (masked-only LM head, fused QKV,
 fast dropout masks, allocator tuning) + ablate's masking + ablate's AdamW. Same model config,
 sequence length, batch, optimizer hyper-parameters and data (the packed corpus blocks).
 

@@ -52,7 +52,7 @@ def main() -> None:
     counters = state["counters"]
     atomic_write_json(run.path / "spec.json", {
         # not the run's identity: this cell's weights are not what the run ends with, so `ablate run`
-        # never copies it, or the fine-tunes made from it, into another study (ablate/pipeline.py)
+        # never copies it, or the fine-tunes made from it, into another study (ablate/run/reuse.py)
         "identity": {**pretrain_identity(cell.config, cell.seed), "snapshot_step": counters["step"]},
         "labels": {"variant": cell.variant, "seed": cell.seed, "snapshot_of": args.source or str(args.resume),
                    "snapshot_step": counters["step"]}})

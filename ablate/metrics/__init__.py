@@ -1,9 +1,9 @@
-"""METRICS: metric name -> record with `higher_is_better`, computed through `evaluate` offline.
+"""METRICS: metric name -> record with `higher_is_better`, computed by a plain function of this package.
 
-Each metric is an `evaluate` module shipped inside this package (ablate/metrics/<module>/<module>.py)
-and loaded by path, so `HF_EVALUATE_OFFLINE=1` works and the hub is never asked. One module can
-give several metrics (SQuAD v2 gives exact, f1, HasAns_*, NoAns_*, best_*): a metric names its
-module and the key it reads from the module's result.
+The functions (ablate.metrics.glue, ablate.metrics.squad) take predictions and references and return a dict;
+one function can give several metrics (SQuAD v2 gives exact, f1, HasAns_*, NoAns_*, best_*): a metric names
+its function (`module`, after the `evaluate` modules they replace, whose numbers they give) and the key it
+reads from the result. Nothing is loaded from the hub.
 
 Values are fractions in [0, 1] (accuracy 0.81, SQuAD EM 0.74) or correlations in [-1, 1]
 (MCC, Pearson, Spearman); `percent=True` asks reports to show them x100, as GLUE and SQuAD do.
@@ -12,13 +12,21 @@ Values are fractions in [0, 1] (accuracy 0.81, SQuAD EM 0.74) or correlations in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from ablate.metrics import glue, squad
 from ablate.registry import Registry
 
-HERE = Path(__file__).parent
+# function name -> predictions, references -> {key: value}
+FUNCTIONS: dict[str, Callable[[Sequence[Any], Sequence[Any]], dict[str, Any]]] = {
+    "accuracy": glue.accuracy,
+    "f1": glue.f1,
+    "matthews_correlation": glue.matthews_correlation,
+    "pearson": glue.pearson,
+    "spearman": glue.spearman,
+    "squad": squad.squad,
+    "squad_v2": squad.squad_v2,
+}
 
 
 @dataclass(frozen=True)
@@ -27,7 +35,7 @@ class MetricSpec:
     higher_is_better: bool
     display: str  # column title in reports
     percent: bool = True  # shown x100 in tables
-    module: str = ""  # evaluate module folder under ablate/metrics; "" = same as name
+    module: str = ""  # the function in FUNCTIONS that computes it; "" = same as name
     key: str = ""  # key of the module's result dict; "" = same as name
 
     @property
@@ -39,8 +47,8 @@ class MetricSpec:
         return self.key or self.name
 
     @property
-    def module_path(self) -> Path:
-        return HERE / self.module_name / f"{self.module_name}.py"
+    def function(self) -> Callable[[Sequence[Any], Sequence[Any]], dict[str, Any]]:
+        return FUNCTIONS[self.module_name]
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
@@ -70,16 +78,9 @@ _register("squad_v2_best_exact", "best EM", "squad_v2", "best_exact")
 _register("squad_v2_best_f1", "best F1", "squad_v2", "best_f1")
 
 
-@lru_cache(maxsize=None)
-def _module(module_name: str):
-    import evaluate  # lazy: `evaluate` takes seconds to import, and only fine-tuning scores need it
-
-    return evaluate.load(str(HERE / module_name / f"{module_name}.py"))
-
-
 def compute_module(module_name: str, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
-    """Run one shipped `evaluate` module; its whole result dict."""
-    result = _module(module_name).compute(predictions=list(predictions), references=list(references))
+    """Run one metric function; its whole result dict, as floats."""
+    result = FUNCTIONS[module_name](list(predictions), list(references))
     return {k: float(v) for k, v in result.items()}
 
 

@@ -122,14 +122,14 @@ def compute_frame(store: Store, names: list[str]):
 
 
 def write_compute(store: Store, names: list[str], out: Path) -> list[Path]:
-    """out/compute.{csv,md,tex}: compute_frame (the README's compute figures are this file)."""
+    """out/compute.{csv,md,tex}: compute_frame (docs/results.md's compute figures are this file)."""
     out = Path(out)
     return [out / name for name in export_table(compute_frame(store, names), out, "compute")]
 
 
 def write_all_verdicts(studies: list, out: Path) -> list[Path]:
-    """Every study's verdict rows in one table, a `study` column first: out/verdicts.{csv,md,tex} (the
-    README's Results table is this file)."""
+    """Every study's verdict rows in one table, a `study` column first: out/verdicts.{csv,md,tex}
+    (docs/results.md's verdict tables are this file)."""
     frames = []
     for name, cmp in studies:
         df = verdict_frame(cmp)

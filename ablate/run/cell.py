@@ -94,7 +94,7 @@ def _attempt(run: RunDir, work, label: str = "") -> Outcome:
     full disk stop the study; what finished before stays finished. The run's log.txt gets a line when the
     attempt starts (with the resume step, if any) and when it ends."""
     t0 = time.time()
-    state = run.path / "resume" / "state.json"  # a pretraining cell's last checkpoint (ablate/resume.py)
+    state = run.path / "resume" / "state.json"  # a pretraining cell's last checkpoint (ablate/train/checkpoint.py)
     step = ((read_json(state) if state.exists() else None) or {}).get("counters", {}).get("step")
     where = f", resuming at step {step}" if step else ""
     run.log(f"[{_stamp()}] {label or run.path.name}: started (pid {os.getpid()}){where}")

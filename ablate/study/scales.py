@@ -2,7 +2,7 @@
 
 - `tiny`: for tests and CI; a whole study in a couple of minutes on 2 cores. Numbers are noise.
 - `cpu`: the default, for real results on a laptop-class CPU. Chosen by measurement
-  (benchmarks/scale_sweep.py, figures in the README): meant to be the cheapest shape whose pretrained
+  (benchmarks/scale_sweep.py, figures in docs/scale.md): meant to be the cheapest shape whose pretrained
   model beats random init on SST-2 by at least 3 points; none measured does, so it is the cheapest shape.
 - `paper`: BERT-base as in the paper (Tables 1 and 2): for GPUs.
 """
@@ -26,7 +26,7 @@ SCALE_PRESETS: dict[str, dict[str, Any]] = {
     },
     "cpu": {
         # The cheapest shape of the 20-minute sweep (7.2e13 training FLOPs). No shape or budget measured (up to
-        # 4x this one) beats random init on SST-2 by the required 3 points: see the README, "Choosing the cpu scale".
+        # 4x this one) beats random init on SST-2 by the required 3 points: see docs/scale.md, "Choosing the cpu scale".
         "model": {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "intermediate_size": 512},
         "data": {
             "vocab_size": 8192,

@@ -1,8 +1,8 @@
 """One fine-tuning run: checkpoint (or random init) + task + seed -> metrics on the task's scored examples.
 
 Input: a FinetuneCell, the pretraining checkpoint folder (None for the random-init control), the
-tokenizer. Output: the metrics record (every metric of the task, computed by the `evaluate` modules
-shipped in ablate.metrics) plus what was trained on and scored, which the pipeline writes to metrics.json.
+tokenizer. Output: the metrics record (every metric of the task, computed by the functions of
+ablate.metrics) plus what was trained on and scored, which the pipeline writes to metrics.json.
 
 Tasks: classification (RobertaForSequenceClassification, cross-entropy), regression (STS-B: one output,
 mean squared error) and span extraction (SQuAD: RobertaForQuestionAnswering over sliding windows, see
