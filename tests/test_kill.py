@@ -62,9 +62,11 @@ def check_files_whole(results: Path) -> None:
 def test_sigkill_at_random_moments(tmp_path, tiny_data_root):
     study = tmp_path / "killme.yaml"
     study.write_text(STUDY)
-    t0 = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import ablate.run.pipeline, ablate.train.pretrain, torch, transformers"], check=True)
-    startup = time.monotonic() - t0
+    for _ in range(2):  # the first start compiles bytecode and fills the disk cache: time a warm one, as the runs are
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-c", "import ablate.run.pipeline, ablate.train.pretrain, torch, transformers"],
+                       check=True)
+        startup = time.monotonic() - t0
     reference = tmp_path / "reference"
     t0 = time.monotonic()
     assert ablate_run(study, reference).wait(timeout=600) == 0

@@ -77,6 +77,8 @@ class Claim:
     or None (no direction: the difference is reported, with no verdict).
     tasks: our task names it covers (PRETRAINING_TASK for perplexity); None = every downstream task.
     paper: (task, metric) -> the paper's a - b, in the paper's units (points for scores).
+    margin: delta of a noninferior (">=", "<=") or equivalent ("~") claim, in points (scores shown x100);
+    the anchors' `margins` give it, with the reason.
     """
 
     a: str
@@ -86,6 +88,7 @@ class Claim:
     note: str = ""
     source: str = ""  # a table id, a section of the paper's text, SANITY or EXPLORATORY
     paper: dict = field(default_factory=dict)
+    margin: float = 0.0
 
 
 def _column_key(column: str, info: Optional[dict]) -> Optional[tuple[str, str]]:
@@ -128,9 +131,26 @@ def paper_value(anchor: Optional[dict], variant: str, task: str, metric: str) ->
     return None
 
 
+def margin_points() -> float:
+    """delta of the paper's "comparable" claims, in points, from the anchors' `margins` (the reason is there)."""
+    return float(_load()["margins"]["points"]["value"])
+
+
+def reported_tasks(table_id: Optional[str]) -> tuple[str, ...]:
+    """The downstream tasks a paper table reports (its columns with a score metric; not ppl, not settings)."""
+    if not table_id:
+        return ()
+    return tuple(c for c, info in table_spec(table_id)["columns"].items()
+                 if c != PPL_COLUMN and (info or {}).get("metric"))
+
+
 def _claim(raw: dict, a: str, b: str, anchor: dict, source: str, baseline: str) -> Claim:
     """A comparison record -> Claim with the paper's differences, turned round when `a` is the baseline
-    so that every difference against the baseline reads variant - baseline."""
+    so that every difference against the baseline reads variant - baseline.
+
+    A claim covers only tasks the paper reports: its `columns`, else the study table's downstream columns. A claim
+    that names no task we could check (section 4.4: "some end tasks") stays a row without a verdict (relation
+    None), its note saying why."""
     wanted = raw.get("columns")
     paper = {}
     columns = table_spec(anchor["table"])["columns"].items() if anchor["table"] else ()
@@ -141,14 +161,18 @@ def _claim(raw: dict, a: str, b: str, anchor: dict, source: str, baseline: str) 
         va, vb = paper_value(anchor, a, *key), paper_value(anchor, b, *key)
         if va is not None and vb is not None:
             paper[key] = round(va - vb, 6)  # 78.7 - 78.3 -> 0.4, not 0.4000000000000057
-    tasks = None
     if wanted is not None:
         tasks = tuple(PRETRAINING_TASK if c == PPL_COLUMN else c for c in wanted)
-    relation = raw["relation"]
+    else:
+        tasks = reported_tasks(anchor["table"])
+    relation, note = raw["relation"], raw.get("note", "")
+    if not tasks:  # the paper names no task: what it says is shown, every downstream task compared, no verdict
+        tasks, relation = None, None
+        note = f"{note} (the paper names no task or number: shown, not judged)"
     if a == baseline:
-        a, b, relation = b, a, FLIPPED[relation]
+        a, b, relation = b, a, FLIPPED.get(relation)
         paper = {k: -v for k, v in paper.items()}
-    return Claim(a, b, relation, tasks, raw.get("note", ""), source, paper)
+    return Claim(a, b, relation, tasks, note, source, paper, margin_points())
 
 
 def study_claims(study_name: str, table_id: Optional[str], variants: Sequence[str], baseline: str,
@@ -169,5 +193,6 @@ def study_claims(study_name: str, table_id: Optional[str], variants: Sequence[st
             if raw["a"] in variants and raw["b"] in variants:
                 claims.append(_claim(raw, raw["a"], raw["b"], anchor, raw.get("source", "text"), baseline))
     claims.append(Claim(random_init, baseline, "worse", None,
-                        "pretraining should beat random init (a check of the scale, not a paper finding)", SANITY))
+                        "pretraining should beat random init (a check of the scale, not a paper finding)", SANITY,
+                        margin=margin_points()))
     return claims

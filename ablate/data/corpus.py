@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ablate.data.documents import iter_documents
+from ablate.data.documents import first_documents, iter_documents
 from ablate.data.formats import FORMATS, Packed
 from ablate.data.sentences import Sentences, tokenize_documents
 from ablate.data.tokenizer import load_tokenizer
@@ -55,14 +55,17 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 
 def load_sentences(cache: DataCache, data: DataSpec, split: str) -> Sentences:
-    """Sentence-split, tokenized text of 'train' (up to the data size's tokens) or 'heldout' (up to heldout_tokens).
-    A data_fraction of the whole corpus (no train_tokens) is a prefix of the whole corpus's sentences."""
+    """Sentence-split, tokenized text of 'train' (up to the data size's tokens) or 'heldout' (up to heldout_tokens,
+    or whole documents up to heldout_chars characters). A data_fraction of the whole corpus (no train_tokens) is a
+    prefix of the whole corpus's sentences."""
     budget = data.train_token_budget if split == "train" else data.heldout_tokens
     path = cache.sentences[split] / f"{split}.npz"
     if not path.exists():
         tok = cache.tokenizer_of(data)
-        s = tokenize_documents(iter_documents(data.corpus, "train" if split == "train" else HELDOUT_SPLIT), tok,
-                               budget)
+        docs = iter_documents(data.corpus, "train" if split == "train" else HELDOUT_SPLIT)
+        if split == "heldout" and data.heldout_chars is not None:  # by characters: the same text for any tokenizer
+            docs, budget = first_documents(docs, data.heldout_chars), None
+        s = tokenize_documents(docs, tok, budget)
         buf = io.BytesIO()
         np.savez(buf, tokens=s.tokens, sent_start=s.sent_start, doc_start=s.doc_start)
         atomic_write_bytes(path, buf.getvalue())

@@ -6,7 +6,7 @@ blank line). Output: an iterator of document texts in the corpus's fixed file an
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ablate.paths import corpus_files
 
@@ -20,3 +20,14 @@ def iter_documents(corpus: str, split: str) -> Iterator[str]:
     ds = datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=True)
     for row in ds.select_columns(["text"]):
         yield row["text"]
+
+
+def first_documents(docs: Iterable[str], chars: int) -> Iterator[str]:
+    """Whole documents from the start until `chars` characters are reached (the one that reaches it included):
+    a held-out text that does not depend on any tokenizer."""
+    total = 0
+    for doc in docs:
+        if total >= chars:
+            return
+        yield doc
+        total += len(doc)

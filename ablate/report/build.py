@@ -9,10 +9,11 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ablate.analysis.results import collect
-from ablate.analysis.verdicts import verdict_counts
+from ablate.analysis.verdicts import adjusted, benjamini_hochberg, families, verdict_counts
 from ablate.errors import UserError
 from ablate.report.html import export_table, study_comparisons, verdict_frame, write_index, write_study_report
 from ablate.run.status import study_plan
@@ -129,15 +130,25 @@ def write_compute(store: Store, names: list[str], out: Path) -> list[Path]:
 
 def write_all_verdicts(studies: list, out: Path) -> list[Path]:
     """Every study's verdict rows in one table, a `study` column first: out/verdicts.{csv,md,tex}
-    (docs/results.md's verdict tables are this file)."""
+    (docs/results.md's verdict tables are this file). Beside each study's Holm-adjusted verdict, the verdict
+    adjusted across all studies' paper claims at once (Benjamini-Hochberg: the false discovery rate of the whole
+    reproduction)."""
     frames = []
     for name, cmp in studies:
         df = verdict_frame(cmp)
-        if not df.empty:
-            frames.append(df.reset_index().assign(study=name))
+        if df.empty:
+            continue
+        fam = families(cmp).to_numpy()
+        frames.append(df.reset_index().assign(study=name, _p=cmp["p"].to_numpy(dtype=float),
+                                              _raw=cmp["verdict"].to_numpy(), _paper=fam == "paper"))
     if not frames:
         return []
     table = pd.concat(frames, ignore_index=True)
+    p = np.where(table["_paper"], table["_p"], np.nan)
+    table["adjusted (BH, all studies)"] = [v if paper else verdict
+                                           for v, paper, verdict in zip(adjusted(table["_raw"], benjamini_hochberg(p)),
+                                                                        table["_paper"], table["adjusted (Holm)"])]
+    table = table.drop(columns=["_p", "_raw", "_paper"])
     table = table[["study"] + [c for c in table.columns if c != "study"]].set_index("study")
     out = Path(out)
     return [out / name for name in export_table(table, out, "verdicts")]

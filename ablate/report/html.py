@@ -21,8 +21,8 @@ import pandas as pd
 from markupsafe import Markup
 
 from ablate.analysis import aggregate, verdicts
-from ablate.analysis.anchors import (HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, RELATION_TEXT, SANITY, load_anchors,
-                                     paper_value, study_anchor, study_claims, table_ids)
+from ablate.analysis.anchors import (EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, RELATION_TEXT, SANITY,
+                                     load_anchors, paper_value, study_anchor, study_claims, table_ids)
 from ablate.analysis.results import StudyResults
 from ablate.metrics import METRICS
 from ablate.report import plots
@@ -124,26 +124,61 @@ PRETRAIN_NAMES = {HELDOUT_PPL: "held-out MLM ppl", "unigram_ppl": "unigram ppl",
                   "peak_memory_mb": "peak memory (MB)"}
 
 
+def _claim_text(r) -> str:
+    """'a ≥ b (δ 1.0)': the claim of a comparison row, with its margin where its kind has one."""
+    if not isinstance(r.relation, str):  # None (or NaN after a CSV round trip): no direction stated
+        return f"{r.a} vs {r.b}"
+    margin = f" (δ {r.margin:g})" if isinstance(r.kind, str) and r.kind != verdicts.BETTER and not pd.isna(r.margin) else ""
+    return f"{r.a} {RELATION_TEXT.get(r.relation, r.relation)} {r.b}{margin}"
+
+
+def _seeds_text(r) -> str:
+    """'10 (4-200+)': pretraining seeds for 80% power, and the range over the seed-level SD's interval."""
+    if pd.isna(r.seeds_needed):
+        return aggregate.MISSING
+    ends = ["?" if pd.isna(x) else f"{int(x)}" for x in (r.seeds_needed_low, r.seeds_needed_high)]
+    ends[1] = "1000+" if ends[1] == "?" else ends[1]
+    return f"{int(r.seeds_needed)} ({ends[0]}-{ends[1]})"
+
+
+def _source_text(r, directed: bool) -> str:
+    """Whose claim a row checks: the paper's (a table, or its text where it names the task), ours (an expected
+    direction on held-out perplexity, after the paper's text; random init below pretraining), or nobody's."""
+    if r.source == SANITY:
+        return "expected"
+    if r.source in ("", EXPLORATORY) or not isinstance(r.source, str):
+        return ""
+    if not directed:
+        return f"paper, {r.source}: names no task"
+    if r.task == PRETRAINING_TASK and not r.source.startswith("table"):
+        return f"expected, after {r.source}"  # the paper reports no perplexity there: the direction is ours
+    return f"paper, {r.source}"
+
+
 def verdict_frame(cmp: pd.DataFrame) -> pd.DataFrame:
     """Comparisons -> display strings: one row per (claim, task, metric), the verdict table of a study page."""
     rows = []
     for r in cmp.itertuples(index=False):
-        directed = isinstance(r.relation, str)  # None (or NaN after a CSV round trip): no direction stated
+        directed = isinstance(r.relation, str)
         interval = (aggregate.MISSING if pd.isna(r.ci_low)
                     else f"[{_num(r.ci_low, r.spread)}, {_num(r.ci_high, r.spread)}]")
+        unit = "run" if r.a == RANDOM_INIT or r.b == RANDOM_INIT else "seed"
         rows.append({
-            "claim": f"{r.a} {RELATION_TEXT.get(r.relation, r.relation)} {r.b}" if directed else f"{r.a} vs {r.b}",
-            "source": "expected" if r.source == SANITY else f"paper, {r.source}" if directed else "",
+            "claim": _claim_text(r),
+            "source": _source_text(r, directed),
             "task": r.task,
             "metric": (METRICS.get(r.metric).display if r.metric in METRICS else PRETRAIN_NAMES.get(r.metric, r.metric))
             + (f" ({r.caveat})" if isinstance(r.caveat, str) and r.caveat else ""),
             "ours a - b": _num(r.diff, r.spread),
             "95% interval": interval,
-            "runs": f"{r.n} {'paired' if r.paired else 'unpaired'}",
+            "units": (f"{r.n} seeds paired" if r.paired else f"{r.n_a} vs {r.n_b} {unit}s"),
+            "fine-tuning SD": aggregate.MISSING if pd.isna(r.finetune_sd) else f"{r.finetune_sd:.2f}",
             "paper a - b": aggregate.MISSING if pd.isna(r.paper_diff)
             else f"{r.paper_diff:+.{1 if aggregate.scale_of(r.metric) == 100.0 else 2}f}",
+            "p": aggregate.MISSING if pd.isna(r.p) else f"{r.p:.3f}",
             "verdict": r.verdict,
-            "seeds needed": aggregate.MISSING if pd.isna(r.seeds_needed) else str(r.seeds_needed),
+            "adjusted (Holm)": r.verdict_holm,
+            "seeds for 80% power": _seeds_text(r),
         })
     return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
 
@@ -315,7 +350,7 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
     shown = {k: _table(df, baseline=study.baseline) for k, df in frames.items() if k not in ("verdicts", "paper")}
     if "verdicts" in frames:
         shown["verdicts"] = _table(frames["verdicts"], classes=[f"v-{v.replace(' ', '-')}"
-                                                                for v in frames["verdicts"]["verdict"]])
+                                                                for v in frames["verdicts"]["adjusted (Holm)"]])
     counts = {k: int(results.counts.get(k, 0)) for k in ("done", "failed", "pending")}
     has_results = not (results.scores.empty and results.pretrain.empty)
     times = _cell_times(results, cell_times)
@@ -323,6 +358,7 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
         study=study, counts=counts, total=sum(counts.values()), has_results=has_results,
         random_init_control=study.variants[study.baseline].finetune.random_init_control,
         tables=shown, exports=exports, tally=verdicts.verdict_counts(cmp), citation=load_anchors()["citation"],
+        rules=verdicts.VERDICT_RULES, margin_reason=load_anchors()["margins"]["points"]["reason"],
         lower_is_better=lower, split_notes=notes, paper=header, paper_ppl=_paper_view(table_id, "ppl"),
         figures=_plots(results, summary, cmp, variants, columns) if has_results else None,
         failures=results.failures, provenance=_flatten(provenance or {}),

@@ -53,6 +53,11 @@ def tokenizer_identity(cfg: Config) -> dict[str, Any]:
 FORMAT_VERSIONS = {"segment_pair": 2}
 
 
+# Data settings added after results were committed: left out of the hash while unset, so every key made before
+# them stays the same.
+UNSET_NOT_HASHED = ("heldout_chars",)
+
+
 def data_identity(cfg: Config) -> dict[str, Any]:
     """The data settings, plus the packing versions of the format and of the format whose tokens per step it
     matches (sentence_pair's batch follows segment_pair's block lengths)."""
@@ -60,6 +65,9 @@ def data_identity(cfg: Config) -> dict[str, Any]:
     versions = {name: FORMAT_VERSIONS[name] for name in (fmt.name, fmt.token_reference)
                 if name and FORMAT_VERSIONS.get(name, 1) > 1}
     data = cfg.data.model_dump(mode="json")
+    for key in UNSET_NOT_HASHED:
+        if data.get(key) is None:
+            data.pop(key, None)
     return {**data, "format_versions": versions} if versions else data
 
 
@@ -69,13 +77,18 @@ def corpus_identity(cfg: Config) -> dict[str, Any]:
 
 
 def heldout_identity(cfg: Config) -> tuple[str, str]:
-    """(which held-out blocks, which token units) a model of `cfg` is scored on: two variants' held-out
-    perplexities compare like for like only when both hashes match (aggregate.heldout_metric). The blocks are the
-    validation text's first heldout_tokens tokens packed in the input format; data_fraction and the training
-    settings leave them alone, and the tokenizer changes the units, not the text (bits per character compare)."""
+    """(which held-out text and blocks, which token units) a model of `cfg` is scored on: two variants' held-out
+    perplexities compare like for like only when both hashes match (analysis.verdicts.heldout_metric). The blocks
+    are the validation text's first heldout_tokens tokens packed in the input format; data_fraction and the
+    training settings leave them alone. A budget in tokens covers different text under another tokenizer or
+    vocabulary (fewer documents where tokens are shorter), so the tokenizer enters the text's identity too."""
     units = tokenizer_identity(cfg)
     text = {k: v for k, v in data_identity(cfg).items()
             if k not in ("data_fraction", "train_tokens", "tokenizer", "vocab_size", "tokenizer_train_chars")}
+    if cfg.data.heldout_chars is None:
+        text["units"] = units  # heldout_tokens counts tokens of this tokenizer
+    else:
+        text.pop("heldout_tokens")  # whole documents by characters: the same text for every tokenizer
     return stable_hash(text), stable_hash(units)
 
 
@@ -138,6 +151,9 @@ def sentences_identity(cfg: Config, split: str) -> dict[str, Any]:
     """What determines a split's tokenized sentences: the tokenizer, the corpus, the token budget (train: the data
     size's, or None for the whole corpus, whose prefix a data_fraction then takes; heldout: heldout_tokens)."""
     d = cfg.data
+    if split == "heldout" and d.heldout_chars is not None:
+        return {"tokenizer": tokenizer_identity(cfg), "corpus": d.corpus, "split": split, "chars": d.heldout_chars,
+                "splitter": SENTENCE_SPLITTER}
     budget = d.train_token_budget if split == "train" else d.heldout_tokens
     return {"tokenizer": tokenizer_identity(cfg), "corpus": d.corpus, "split": split, "tokens": budget,
             "splitter": SENTENCE_SPLITTER}

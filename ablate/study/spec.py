@@ -63,6 +63,9 @@ class DataSpec(Frozen):
     max_len: int = Field(128, ge=16, le=4096)  # tokens per input, special tokens included
     train_tokens: Optional[int] = Field(None, ge=1000)  # cap on distinct pretraining tokens (a corpus prefix); None = all
     heldout_tokens: int = Field(200_000, ge=1000)  # validation tokens for held-out MLM perplexity
+    # Held-out text by characters instead: the validation split's first whole documents up to this many characters,
+    # the same text whatever the tokenizer (bits per character then compare like with like); None = by tokens.
+    heldout_chars: Optional[int] = Field(None, ge=1000)
     # The data-size axis (paper Table 4): use this fraction of train_tokens (or of the whole corpus). Smaller fractions are
     # prefixes of larger ones (whole documents, corpus order), so more data only adds text.
     data_fraction: float = Field(1.0, gt=0, le=1)

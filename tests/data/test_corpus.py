@@ -23,7 +23,8 @@ def test_split_sentences_keeps_abbreviations():
 
 
 def tiny_cfg(**data) -> Config:
-    return Config(data=DataSpec(vocab_size=400, tokenizer_train_chars=20_000, max_len=32, heldout_tokens=1000, **data))
+    return Config(data=DataSpec(**{"vocab_size": 400, "tokenizer_train_chars": 20_000, "max_len": 32,
+                                   "heldout_tokens": 1000, **data}))
 
 
 def test_tokenizer_specials_and_cache(tiny_data_root, tmp_path):
@@ -97,3 +98,22 @@ def test_tokenize_documents_keeps_document_order(tiny_data_root, tmp_path):
     s = tokenize_documents(iter(["One cat. Two dogs.", "Three birds."]), tok, None)
     assert s.n_docs == 2 and list(s.doc_start) == [0, 2, 3]
     assert tok.decode(s.sentence(2).tolist()).strip() == "Three birds."
+
+
+def test_heldout_by_characters_is_the_same_text_for_every_tokenizer(tiny_data_root, tmp_path):
+    """heldout_chars picks whole documents by characters, so every tokenizer and vocabulary scores the same text
+    (bits per character then compare like with like); a budget in tokens does not promise that."""
+    from ablate.data.documents import first_documents, iter_documents
+    from ablate.study.identity import heldout_identity
+
+    store = Store(tmp_path / "results")
+    arms = [tiny_cfg(heldout_chars=3000), tiny_cfg(heldout_chars=3000, vocab_size=300),
+            tiny_cfg(heldout_chars=3000, tokenizer="wordpiece")]
+    docs = list(first_documents(iter_documents("corpus", "validation"), 3000))
+    assert 3000 <= sum(map(len, docs)) and sum(map(len, docs[:-1])) < 3000  # whole documents, up to the limit
+    held = [sentences_for(store, cfg, "heldout") for cfg in arms]
+    assert len({len(s.doc_start) for s in held}) == 1 and len(held[0].doc_start) == len(docs) + 1  # offsets + end
+    assert len({len(s.sent_start) for s in held}) == 1  # sentences are split on the text, before any tokenizer
+    assert [len(s.tokens) for s in held] != [len(held[0].tokens)] * 3  # the units differ, the text does not
+    assert len({heldout_identity(cfg)[0] for cfg in arms}) == 1
+    assert len({heldout_identity(cfg)[0] for cfg in (tiny_cfg(), tiny_cfg(vocab_size=300))}) == 2
