@@ -139,3 +139,15 @@ def test_collapse_scores_tell_one_point_from_many():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 8))
     assert collapse_scores(10 * x)["spread"] == pytest.approx(collapse_scores(x)["spread"])
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_blimp_speed_benchmark_runs(tmp_path):
+    out = tmp_path / "blimp.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "blimp_speed.py"), "--scale", "tiny",
+                           "--sample", "3", "--results", str(tmp_path / "results"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["ratio"] > 0 and data["max_abs_diff"] < 1e-3 and data["subset_pairs"] == 67 * 10

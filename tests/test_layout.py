@@ -130,3 +130,10 @@ def test_help_does_not_import_the_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_readme_is_a_guide_of_at_most_12_kb_linking_docs():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) <= 12 * 1024
+    for doc in ("docs/results.md", "docs/scale.md", "docs/ray.md", "docs/reliability.md", "docs/architecture.md"):
+        assert f"]({doc})" in readme and (REPO / doc).exists(), doc

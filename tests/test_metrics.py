@@ -129,7 +129,8 @@ def test_squad_v2_unanswerable_and_forced_no_answer():
 
 def test_every_metric_has_a_function_that_gives_its_key():
     inputs = {"squad": (V2_PREDS[:2], V2_REFS[:2]), "squad_v2": (V2_PREDS, V2_REFS),
-              "pearson": ([1.0, 2.0, 4.0], [1.0, 3.0, 2.0]), "spearman": ([1.0, 2.0, 4.0], [1.0, 3.0, 2.0])}
+              "pearson": ([1.0, 2.0, 4.0], [1.0, 3.0, 2.0]), "spearman": ([1.0, 2.0, 4.0], [1.0, 3.0, 2.0]),
+              "blimp": ([(-1.0, -2.0), (-3.0, -2.5)], [])}
     for name in METRICS.names():
         spec = METRICS.get(name)
         preds, refs = inputs.get(spec.module_name, ([1, 0, 1], [1, 1, 0]))

@@ -222,3 +222,30 @@ def values_long(scores: pd.DataFrame, pretrain_df: pd.DataFrame) -> pd.DataFrame
     if not parts:
         return pd.DataFrame(columns=VALUE_COLUMNS)
     return pd.concat(parts, ignore_index=True)[VALUE_COLUMNS]
+
+
+def blimp_table(blimp: pd.DataFrame, variants_order: Sequence[str], baseline: str,
+                reference: Optional[dict[str, dict[str, float]]] = None) -> pd.DataFrame:
+    """Zero-shot BLiMP rows -> rows (variants, random init, the baseline's unigram baseline, reference models),
+    columns (phenomena, then overall), cells "mean (n=k)" in points over the scored models (checkpoints, or
+    random-init seeds); a reference model's cell is its published accuracy."""
+    if blimp.empty:
+        return pd.DataFrame()
+    phenomena = sorted(set(blimp["phenomenon"]) - {"overall"}) + ["overall"]
+    rows: dict[str, dict[str, str]] = {}
+
+    def add(label: str, sub: pd.DataFrame, column: str) -> None:
+        per = sub.groupby("phenomenon")[column]
+        rows[label] = {p: (f"{100 * per.get_group(p).mean():.1f} (n={per.get_group(p).count()})"
+                           if p in per.groups and per.get_group(p).count() else MISSING) for p in phenomena}
+
+    for v in variant_rows(variants_order, list(dict.fromkeys(blimp["variant"]))):
+        add(v, blimp[blimp["variant"] == v], "accuracy")
+    base = blimp[blimp["variant"] == baseline]
+    if len(base) and base["unigram_accuracy"].notna().any():
+        add(f"unigram ({baseline}'s tokenizer)", base.drop_duplicates("phenomenon"), "unigram_accuracy")
+    for model, scores in (reference or {}).items():
+        rows[f"{model} (reference)"] = {p: f"{100 * scores[p]:.1f}" if p in scores else MISSING for p in phenomena}
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=phenomena)
+    out.index.name = "model"
+    return out

@@ -19,12 +19,24 @@ import yaml
 from ablate.errors import UserError
 
 ANCHOR_FILE = Path(__file__).parent / "paper.yaml"
+BLIMP_REFERENCE_FILE = Path(__file__).parent / "blimp_reference.yaml"  # the BLiMP authors' model scores
 
 
 @lru_cache(maxsize=1)
 def _load() -> dict[str, Any]:
     with open(ANCHOR_FILE, encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+@lru_cache(maxsize=1)
+def _blimp() -> dict[str, Any]:
+    with open(BLIMP_REFERENCE_FILE, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def blimp_reference() -> dict[str, dict[str, float]]:
+    """The BLiMP authors' models -> {phenomenon or "overall": accuracy} (blimp_reference.yaml says where from)."""
+    return copy.deepcopy(_blimp()["models"])
 
 
 def load_anchors() -> dict[str, Any]:

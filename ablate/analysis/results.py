@@ -23,6 +23,8 @@ PRETRAIN_COLUMNS = [
     "heldout_nsp_accuracy", "heldout_bpc", "peak_memory_mb",
 ]
 CURVE_COLUMNS = ["variant", "seed", "step", "loss", "lr"]
+# zero-shot (BLiMP) accuracy per phenomenon of every scored model, and the unigram baseline's ("overall" included)
+BLIMP_COLUMNS = ["variant", "pretrain_seed", "finetune_seed", "phenomenon", "accuracy", "unigram_accuracy"]
 
 
 @dataclass
@@ -32,6 +34,7 @@ class StudyResults:
     curves: pd.DataFrame  # CURVE_COLUMNS
     failures: list[dict[str, Any]] = field(default_factory=list)  # {stage, label, error}
     counts: dict[str, int] = field(default_factory=dict)  # done / failed / pending cells
+    blimp: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BLIMP_COLUMNS))  # BLIMP_COLUMNS
 
 
 def read_curve(path) -> list[dict]:
@@ -50,7 +53,7 @@ def read_curve(path) -> list[dict]:
 
 def collect(store: Store, plan: Plan) -> StudyResults:
     study = plan.study.name
-    scores, pre, curves, failures = [], [], [], []
+    scores, pre, curves, failures, blimp = [], [], [], [], []
     counts = {"done": 0, "failed": 0, "pending": 0}
     for cell in plan.pretrain:
         run = store.pretrain(study, cell.key)
@@ -75,6 +78,7 @@ def collect(store: Store, plan: Plan) -> StudyResults:
             for metric, value in m["metrics"].items():
                 scores.append({"variant": cell.variant, "pretrain_seed": cell.pretrain_seed, "task": cell.task,
                                "metric": metric, "finetune_seed": cell.seed, "value": value, "key": cell.key})
+            blimp.extend(_blimp_rows(cell, m))
         elif (err := run.error()) is not None:
             counts["failed"] += 1
             failures.append({"stage": "finetune", "label": cell.label, "error": err.get("error", "")})
@@ -88,4 +92,17 @@ def collect(store: Store, plan: Plan) -> StudyResults:
         curves=pd.DataFrame(curves, columns=CURVE_COLUMNS),
         failures=failures,
         counts=counts,
+        blimp=pd.DataFrame(blimp, columns=BLIMP_COLUMNS),
     )
+
+
+def _blimp_rows(cell, m: dict) -> list[dict]:
+    """A zero-shot cell's per-phenomenon accuracies (and the overall one) as BLIMP_COLUMNS rows; none otherwise."""
+    phen = m.get("by_phenomenon")
+    if not isinstance(phen, dict):
+        return []
+    uni = m.get("unigram_by_phenomenon") or {}
+    overall = {"overall": (m["metrics"].get("blimp_accuracy"), m["metrics"].get("blimp_unigram_accuracy"))}
+    both = {p: (a, uni.get(p)) for p, a in phen.items()} | overall
+    return [{"variant": cell.variant, "pretrain_seed": cell.pretrain_seed, "finetune_seed": cell.seed,
+             "phenomenon": p, "accuracy": a, "unigram_accuracy": u} for p, (a, u) in both.items()]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ablate.metrics import glue, squad
+from ablate.metrics import blimp, glue, squad
 from ablate.registry import Registry
 
 # function name -> predictions, references -> {key: value}
@@ -26,6 +26,7 @@ FUNCTIONS: dict[str, Callable[[Sequence[Any], Sequence[Any]], dict[str, Any]]] =
     "spearman": glue.spearman,
     "squad": squad.squad,
     "squad_v2": squad.squad_v2,
+    "blimp": blimp.pair_accuracy,
 }
 
 
@@ -76,6 +77,10 @@ _register("squad_v2_has_ans_f1", "HasAns F1", "squad_v2", "HasAns_f1")
 _register("squad_v2_no_ans_exact", "NoAns EM", "squad_v2", "NoAns_exact")
 _register("squad_v2_best_exact", "best EM", "squad_v2", "best_exact")
 _register("squad_v2_best_f1", "best F1", "squad_v2", "best_f1")
+# BLiMP: the share of minimal pairs whose acceptable sentence scores higher (a tie counts half); the unigram
+# baseline scores the same pairs by word frequency alone, so "better than frequency" is visible.
+_register("blimp_accuracy", "acc.", "blimp", "accuracy")
+_register("blimp_unigram_accuracy", "unigram acc.", "blimp", "accuracy")
 
 
 def compute_module(module_name: str, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:

@@ -22,7 +22,8 @@ from markupsafe import Markup
 
 from ablate.analysis import aggregate, verdicts
 from ablate.analysis.anchors import (EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, RELATION_TEXT, SANITY,
-                                     load_anchors, paper_value, study_anchor, study_claims, table_ids)
+                                     blimp_reference, load_anchors, paper_value, study_anchor, study_claims,
+                                     table_ids)
 from ablate.analysis.results import StudyResults
 from ablate.metrics import METRICS
 from ablate.report import plots
@@ -287,6 +288,8 @@ def _plots(results: StudyResults, summary: pd.DataFrame, cmp: pd.DataFrame, vari
         if not results.curves.empty else None,
         "compute": figure_svg(plots.metric_vs_compute(results.pretrain, results.scores, columns, variants),
                               "ablate-compute") if not results.pretrain.empty else None,
+        "blimp": figure_svg(plots.blimp_heatmap(results.blimp, order=variants), "ablate-blimp")
+        if not results.blimp.empty else None,
     }
 
 
@@ -344,6 +347,7 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
     notes = [n for t in dict.fromkeys(summary["task"]) if (n := split_note(t, ft))]
     frames = {"verdicts": verdict_frame(cmp), "scores": main if columns else None, "other_metrics": other,
               "margin": _margin_table(margin, variants), "pretrain": _pretrain_frame(pre, variants),
+              "blimp": aggregate.blimp_table(results.blimp, variants, study.baseline, blimp_reference()),
               "paper": header["full"]["frame"] if header and header.get("full") else None}
     frames = {k: df for k, df in frames.items() if df is not None and not df.empty}
     exports = {k: export_table(df, folder, f"table_{k}") for k, df in frames.items()}

@@ -178,6 +178,29 @@ def loss_curves(curves: pd.DataFrame, order: Optional[Sequence[str]] = None) -> 
     return fig
 
 
+def blimp_heatmap(blimp: pd.DataFrame, order: Optional[Sequence[str]] = None) -> Figure:
+    """BLiMP accuracy (points) per phenomenon and model (variants, random init), mean over the scored models;
+    the colour scale is centred on chance (50)."""
+    title = "BLiMP accuracy by phenomenon"
+    if blimp.empty:
+        return _empty(title)
+    present = list(dict.fromkeys(blimp["variant"].astype(str)))
+    order = [v for v in variant_rows(order or [], present) if v in present]
+    grid = (blimp.assign(accuracy=100 * blimp["accuracy"].astype(float))
+            .pivot_table(index="phenomenon", columns="variant", values="accuracy", aggfunc="mean")
+            .reindex(columns=order))
+    grid = grid.reindex([p for p in grid.index if p != "overall"] + (["overall"] if "overall" in grid.index else []))
+    fig = Figure(figsize=(WIDTH, 0.32 * len(grid) + 1.2))
+    ax = fig.add_subplot()
+    sns.heatmap(grid, ax=ax, cmap="RdBu", center=50.0, vmin=0, vmax=100, annot=True, fmt=".0f", cbar=False,
+                annot_kws={"fontsize": 7})
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(f"{title} (chance 50)")
+    fig.tight_layout()
+    return fig
+
+
 def metric_vs_compute(pretrain_df: pd.DataFrame, scores: pd.DataFrame,
                       columns: Optional[Sequence[tuple[str, str]]] = None,
                       order: Optional[Sequence[str]] = None) -> Figure:

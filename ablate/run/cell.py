@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Union
 
+import numpy as np
 import torch
 import transformers
 
@@ -28,6 +29,8 @@ from ablate.run.prepare import batch_size_for, corpus_for, tokenizer_for
 from ablate.run.progress import Reporter
 from ablate.store import RunDir, Store, read_json
 from ablate.study.cells import FinetuneCell, PretrainCell
+from ablate.tasks import TASKS
+from ablate.train import zeroshot
 from ablate.train.finetune import finetune
 from ablate.train.pretrain import pretrain
 
@@ -156,6 +159,9 @@ def _run_finetune(cell: FinetuneCell, ctx: CellContext, store: Store, reporter: 
                                f"({checkpoint}); `ablate run` pretrains it again")
         with store.cache_lock():
             tok = tokenizer_for(store, cell.config)
+            corpus = corpus_for(store, cell.config) if TASKS.get(cell.task).kind == "zero-shot" else None
+        if corpus is not None:  # nothing to train: score the model, and the corpus's unigram baseline beside it
+            return zeroshot.score(cell, checkpoint, tok, np.load(corpus / "unigram.npy"), ctx.runtime)
         return finetune(cell, checkpoint, tok, ctx.runtime, reporter.step)
 
     return _attempt(run, work, label)

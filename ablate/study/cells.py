@@ -12,6 +12,7 @@ from typing import Optional
 from ablate.study.identity import finetune_identity, pretrain_identity, stable_hash
 from ablate.study.load import load_study
 from ablate.study.spec import SCALES, Config, StudySpec
+from ablate.tasks import TASKS
 
 RANDOM_INIT = "random-init"
 
@@ -54,6 +55,14 @@ class Plan:
         return [c for c in self.finetune if c.pretrain_key == pretrain_key]
 
 
+def _seeds(study: StudySpec, task: str, pretrained: bool) -> tuple[int, ...]:
+    """Fine-tuning seeds of a task's runs: every one, except a zero-shot task on a checkpoint, which nothing
+    randomises (scored once, with the first seed); random init is a new model per seed, so it keeps them all."""
+    if pretrained and TASKS.get(task).kind == "zero-shot":
+        return study.seeds.finetune[:1]
+    return study.seeds.finetune
+
+
 def expand(study: StudySpec) -> Plan:
     """Every pretraining cell (variant x seed) and its fine-tuning runs, plus the random-init control."""
     plan = Plan(study)
@@ -62,7 +71,7 @@ def expand(study: StudySpec) -> Plan:
             key = stable_hash(pretrain_identity(cfg, seed))
             plan.pretrain.append(PretrainCell(variant, seed, cfg, key))
             for task in cfg.finetune.tasks:
-                for ft_seed in study.seeds.finetune:
+                for ft_seed in _seeds(study, task, pretrained=True):
                     fkey = stable_hash(finetune_identity(cfg, key, task, ft_seed))
                     plan.finetune.append(FinetuneCell(variant, seed, task, ft_seed, cfg, fkey, key))
     base = study.variants[study.baseline]

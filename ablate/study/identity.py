@@ -114,6 +114,7 @@ def pretrain_identity(cfg: Config, seed: int) -> dict[str, Any]:
 
 
 SPAN_SETTINGS = ("doc_stride", "max_answer_len", "n_best")  # hashed for span tasks (SQuAD) only
+ZERO_SHOT_SETTINGS = ("pll", "pairs_per_paradigm")  # hashed for zero-shot tasks (BLiMP) only
 
 
 def finetune_identity(cfg: Config, pretrain_key: Optional[str], task: str, seed: int) -> dict[str, Any]:
@@ -131,8 +132,12 @@ def finetune_identity(cfg: Config, pretrain_key: Optional[str], task: str, seed:
     if task in from_validation:
         ft["train_from_validation"] = from_validation[task]
     span = {k: ft.pop(k) for k in SPAN_SETTINGS}
-    if TASKS.get(task).kind == "span":
+    zero_shot = {k: ft.pop(k) for k in ZERO_SHOT_SETTINGS}
+    kind = TASKS.get(task).kind
+    if kind == "span":
         ft.update(span)
+    if kind == "zero-shot":  # nothing is trained: only how sentences are scored decides the result
+        ft = zero_shot
     init: dict[str, Any]
     if pretrain_key is None:  # random init: architecture and tokenizer decide it
         init = {"random": cfg.model.model_dump(mode="json"), "tokenizer": tokenizer_identity(cfg),

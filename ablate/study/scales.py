@@ -22,7 +22,8 @@ SCALE_PRESETS: dict[str, dict[str, Any]] = {
             "heldout_tokens": 20_000,
         },
         "pretrain": {"steps": 120, "batch_size": 32, "lr": 1e-3},
-        "finetune": {"train_size": 800, "epochs": 2, "lr": 5e-4, "batch_size": 32, "max_len": 64},
+        "finetune": {"train_size": 800, "epochs": 2, "lr": 5e-4, "batch_size": 32, "max_len": 64,
+                     "pairs_per_paradigm": 10},
     },
     "cpu": {
         # The cheapest shape of the 20-minute sweep (7.2e13 training FLOPs). No shape or budget measured (up to
@@ -37,7 +38,8 @@ SCALE_PRESETS: dict[str, dict[str, Any]] = {
         },
         "pretrain": {"steps": 4712, "batch_size": 32, "lr": 1e-3},
         # lr 1e-3: the best of {1e-4, 3e-4, 1e-3} on SST-2 for the pretrained and the random-init arm alike
-        "finetune": {"train_size": 8000, "epochs": 3, "lr": 1e-3, "batch_size": 32, "max_len": 128},
+        "finetune": {"train_size": 8000, "epochs": 3, "lr": 1e-3, "batch_size": 32, "max_len": 128,
+                     "pairs_per_paradigm": 100},
     },
     "paper": {
         "model": {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072},
@@ -49,6 +51,7 @@ SCALE_PRESETS: dict[str, dict[str, Any]] = {
             "heldout_tokens": 1_000_000,
         },
         "pretrain": {"steps": 1_000_000, "batch_size": 256, "lr": 1e-4, "warmup_ratio": 0.01},
-        "finetune": {"train_size": None, "epochs": 10, "lr": 2e-5, "batch_size": 32, "max_len": 512},
+        "finetune": {"train_size": None, "epochs": 10, "lr": 2e-5, "batch_size": 32, "max_len": 512,
+                     "pairs_per_paradigm": None},
     },
 }

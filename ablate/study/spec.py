@@ -151,6 +151,10 @@ class FinetuneSpec(Frozen):
     #                                                         windows over a long context; None = max_len // 4
     max_answer_len: int = Field(30, ge=1, le=1024)  # span tasks: longest answer decoded, in tokens
     n_best: int = Field(20, ge=1, le=1000)  # span tasks: start and end candidates per window when decoding
+    # zero-shot tasks (BLiMP): how a masked LM scores a sentence. word_l2r: pseudo-log-likelihood, masking with each
+    # token the later tokens of its word (Kauf & Ivanova 2023); plain: each token alone (Salazar et al. 2020)
+    pll: Literal["word_l2r", "plain"] = "word_l2r"
+    pairs_per_paradigm: Optional[int] = Field(None, ge=1, le=1000)  # BLiMP pairs scored per paradigm; None = all
 
     @field_validator("tasks")
     @classmethod

@@ -37,7 +37,8 @@ class TaskSpec:
     text_columns: tuple[str, ...]  # one column (single sentence) or two (a pair; span tasks: question, context)
     num_labels: int  # classes; 1 for regression; 2 for span tasks (start and end logits)
     metrics: tuple[str, ...]  # names in ablate.metrics.METRICS, the headline metric first
-    kind: Literal["classification", "regression", "span"] = "classification"
+    kind: Literal["classification", "regression", "span", "zero-shot"] = "classification"  # zero-shot: scored
+    #                                                                          with no training (BLiMP), once per model
     label_column: str = "label"  # span tasks: the SQuAD "answers" struct {text: [...], answer_start: [...]}
     group_columns: tuple[str, ...] = ()  # examples sharing a value in any of these stay on one side of a
     #                                      validation split; () = the text columns (MNLI premises, QNLI questions)
@@ -105,7 +106,7 @@ def task_title(task: str, ft: "FinetuneSpec") -> str:
     return task + (PART_MARK if scored_on_validation_part(task, ft) else "")
 
 
-from ablate.tasks import glue, squad  # noqa: E402  (registers the tasks)
+from ablate.tasks import blimp, glue, squad  # noqa: E402  (registers the tasks)
 
-__all__ = ["PART_MARK", "TASKS", "TaskSpec", "glue", "glue_average", "scored_on_validation_part", "split_note",
+__all__ = ["PART_MARK", "TASKS", "TaskSpec", "blimp", "glue", "glue_average", "scored_on_validation_part", "split_note",
            "squad", "task_score", "task_title"]

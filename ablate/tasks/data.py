@@ -41,7 +41,7 @@ class TaskData:
 
 def needed_splits(task: TaskSpec, ft: "FinetuneSpec") -> list[str]:
     """Splits a run of `task` reads under `ft`."""
-    if task.name in ft.train_from_validation:
+    if task.name in ft.train_from_validation or task.kind == "zero-shot":
         return [task.eval_split]
     return [task.train_split, task.eval_split]
 
@@ -80,6 +80,9 @@ def load_split(task: TaskSpec, split: str):
             raise UserError(_missing_message(task, split))
         path = local_file(f"{task.local_dir}/{split}.parquet")
         return datasets.load_dataset("parquet", data_files={split: str(path)}, split=split)
+    if task.kind == "zero-shot":  # the hub splits BLiMP into 67 configurations; ablate reads the one local file
+        raise UserError(f"{task.name} is read from a local copy only ({task.local_dir}/{split}.parquet): set {DATA_ENV} "
+                        f"to the data directory (see the data README)")
     try:
         return datasets.load_dataset(task.hub_path, task.hub_name, split=split)
     except Exception as e:  # offline without a data root, or a hub error
