@@ -190,3 +190,22 @@ def test_tiny_finetune_runs_on_every_task(name, tok, tmp_path, monkeypatch):
     assert out["scored_on_validation_part"] == (name in NO_TRAIN_SPLIT)
     if task.kind == "span":
         assert out["train_windows"] > 24 and out["doc_stride"] == 16
+
+
+def test_majority_class_scores_and_the_floor_mark():
+    import pandas as pd
+
+    from ablate.analysis.aggregate import MAJORITY_ROW, summarize, task_table, with_majority
+    from ablate.train.finetune import majority_scores
+
+    mrpc = TASKS.get("mrpc")
+    refs = [1] * 684 + [0] * 316  # MRPC's validation split: 68.4% "paraphrase"
+    got = majority_scores(mrpc, refs)
+    assert got["accuracy"] == pytest.approx(0.684) and got["f1"] == pytest.approx(2 * 0.684 / (1 + 0.684))
+    assert majority_scores(TASKS.get("cola"), [0, 1, 1])["matthews_correlation"] == 0.0
+    scores = pd.DataFrame({"variant": ["a", "a", "b", "b"], "pretrain_seed": [0, 1, 0, 1], "task": "mrpc",
+                           "metric": "accuracy", "finetune_seed": 0, "value": [0.70, 0.72, 0.684, 0.66], "key": "k"})
+    summary = summarize(scores)
+    table = task_table(summary, [("mrpc", "accuracy")], ["a", "b"])
+    out, floor = with_majority(table, summary, {("mrpc", "accuracy"): 0.684})
+    assert out.loc[MAJORITY_ROW, "mrpc"] == "68.4" and floor == ["b: mrpc"]  # b's median 67.2 <= 68.4; a's 71.0

@@ -249,3 +249,26 @@ def blimp_table(blimp: pd.DataFrame, variants_order: Sequence[str], baseline: st
     out = pd.DataFrame.from_dict(rows, orient="index", columns=phenomena)
     out.index.name = "model"
     return out
+
+
+MAJORITY_ROW = "majority class"
+
+
+def with_majority(table: pd.DataFrame, summary: pd.DataFrame, majority: dict[tuple[str, str], float],
+                  labels: Optional[dict] = None) -> tuple[pd.DataFrame, list[str]]:
+    """A task table with a MAJORITY_ROW (the score of always answering the scored examples' most frequent label,
+    in points) and the cells whose median is at or below it: [(variant, column)] as "variant: column" strings."""
+    labels = labels or {}
+    if not majority or table.empty:
+        return table, []
+    out = table.copy()
+    out.loc[MAJORITY_ROW] = MISSING
+    floor = []
+    for (task, metric), value in majority.items():
+        col = labels.get((task, metric), task)
+        if col not in out.columns:
+            continue
+        out.loc[MAJORITY_ROW, col] = f"{scale_of(metric) * value:.1f}"
+        sub = summary[(summary["task"] == task) & (summary["metric"] == metric)]
+        floor += [f"{r.variant}: {col}" for r in sub.itertuples(index=False) if r.median <= value + 1e-12]
+    return out, floor

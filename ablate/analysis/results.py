@@ -35,6 +35,7 @@ class StudyResults:
     failures: list[dict[str, Any]] = field(default_factory=list)  # {stage, label, error}
     counts: dict[str, int] = field(default_factory=dict)  # done / failed / pending cells
     blimp: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BLIMP_COLUMNS))  # BLIMP_COLUMNS
+    majority: dict[tuple[str, str], float] = field(default_factory=dict)  # (task, metric) -> majority-class score
 
 
 def read_curve(path) -> list[dict]:
@@ -53,7 +54,7 @@ def read_curve(path) -> list[dict]:
 
 def collect(store: Store, plan: Plan) -> StudyResults:
     study = plan.study.name
-    scores, pre, curves, failures, blimp = [], [], [], [], []
+    scores, pre, curves, failures, blimp, majority = [], [], [], [], [], {}
     counts = {"done": 0, "failed": 0, "pending": 0}
     for cell in plan.pretrain:
         run = store.pretrain(study, cell.key)
@@ -79,6 +80,8 @@ def collect(store: Store, plan: Plan) -> StudyResults:
                 scores.append({"variant": cell.variant, "pretrain_seed": cell.pretrain_seed, "task": cell.task,
                                "metric": metric, "finetune_seed": cell.seed, "value": value, "key": cell.key})
             blimp.extend(_blimp_rows(cell, m))
+            for metric, value in (m.get("majority") or {}).items():  # the same scored examples for every cell
+                majority[(cell.task, metric)] = value
         elif (err := run.error()) is not None:
             counts["failed"] += 1
             failures.append({"stage": "finetune", "label": cell.label, "error": err.get("error", "")})
@@ -93,6 +96,7 @@ def collect(store: Store, plan: Plan) -> StudyResults:
         failures=failures,
         counts=counts,
         blimp=pd.DataFrame(blimp, columns=BLIMP_COLUMNS),
+        majority=majority,
     )
 
 

@@ -294,9 +294,11 @@ def _plots(results: StudyResults, summary: pd.DataFrame, cmp: pd.DataFrame, vari
 
 
 def _score_tables(summary: pd.DataFrame, columns: Sequence[tuple[str, str]], variants: Sequence[str],
-                  anchor: Optional[dict], ft=None) -> tuple[pd.DataFrame, Optional[pd.DataFrame], list[str]]:
-    """The paper-style table (each task on its primary metric, the paper's number beside ours), the table of
-    every other metric (None without any), and the metrics where lower is better."""
+                  anchor: Optional[dict], ft=None, majority: Optional[dict] = None
+                  ) -> tuple[pd.DataFrame, Optional[pd.DataFrame], list[str], list[str]]:
+    """The paper-style table (each task on its primary metric, the paper's number beside ours, the majority-class
+    score below), the table of every other metric (None without any), the metrics where lower is better, and the
+    cells whose median is at or below the majority class."""
     def label(metric: str) -> str:
         return METRICS.get(metric).display if metric in METRICS else metric
 
@@ -304,10 +306,16 @@ def _score_tables(summary: pd.DataFrame, columns: Sequence[tuple[str, str]], var
     labels = {(t, m): f"{task_title(t, ft) if ft is not None else t} {label(m)}" for t, m in every}
     paper = {(v, t, m): p for v in variants for t, m in columns if (p := paper_value(anchor, v, t, m)) is not None}
     main = aggregate.task_table(summary, columns, variants, paper, labels)
+    main, floor = aggregate.with_majority(main, summary, {k: v for k, v in (majority or {}).items() if k in columns},
+                                          labels)
     others = [c for c in every if c not in set(columns)]
     other = aggregate.task_table(summary, others, variants, None, labels) if others else None
+    if other is not None:
+        other, more = aggregate.with_majority(other, summary, {k: v for k, v in (majority or {}).items()
+                                                               if k in set(others)}, labels)
+        floor += more
     lower = sorted({label(m) for _, m in every if aggregate.higher_is_better(m) is False})
-    return main, other, lower
+    return main, other, lower, floor
 
 
 def _cell_times(results: StudyResults, cell_times: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
@@ -343,7 +351,7 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
     table_id = study.paper_table or (anchor or {}).get("table")  # a study may leave its table to the anchors
     header = _paper_header(table_id)
     ft = study.variants[study.baseline].finetune
-    main, other, lower = _score_tables(summary, columns, variants, anchor, ft)
+    main, other, lower, floor = _score_tables(summary, columns, variants, anchor, ft, results.majority)
     notes = [n for t in dict.fromkeys(summary["task"]) if (n := split_note(t, ft))]
     frames = {"verdicts": verdict_frame(cmp), "scores": main if columns else None, "other_metrics": other,
               "margin": _margin_table(margin, variants), "pretrain": _pretrain_frame(pre, variants),
@@ -363,7 +371,7 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
         random_init_control=study.variants[study.baseline].finetune.random_init_control,
         tables=shown, exports=exports, tally=verdicts.verdict_counts(cmp), citation=load_anchors()["citation"],
         rules=verdicts.VERDICT_RULES, margin_reason=load_anchors()["margins"]["points"]["reason"],
-        lower_is_better=lower, split_notes=notes, paper=header, paper_ppl=_paper_view(table_id, "ppl"),
+        lower_is_better=lower, split_notes=notes, has_majority=bool(results.majority), at_floor=floor, paper=header, paper_ppl=_paper_view(table_id, "ppl"),
         figures=_plots(results, summary, cmp, variants, columns) if has_results else None,
         failures=results.failures, provenance=_flatten(provenance or {}),
         cell_times=_table(times) if times is not None else None, pretraining_task=PRETRAINING_TASK,

@@ -150,7 +150,17 @@ def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: Runti
     }
     if windows is not None:
         record.update(train_windows=len(train.ids), eval_windows=len(scored.ids), doc_stride=stride)
+    if task.kind == "classification":
+        record["majority"] = majority_scores(task, references)
     return record
+
+
+def majority_scores(task: TaskSpec, references: list) -> dict[str, float]:
+    """Every metric of the task for a model that always answers the scored examples' most frequent label: the
+    floor a classifier must clear (MRPC's validation split is 68.4% "paraphrase")."""
+    labels, counts = np.unique(np.asarray(references), return_counts=True)
+    most = int(labels[np.argmax(counts)])
+    return metric_lib.compute_many(task.metrics, [most] * len(references), references)
 
 
 def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progress: Optional[Progress]) -> int:
