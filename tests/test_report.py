@@ -21,7 +21,8 @@ from ablate.report import plots
 from ablate.analysis.anchors import Claim, load_anchors, paper_table, paper_value, study_anchor, study_claims
 from ablate.study.cells import RANDOM_INIT, expand
 from ablate.study.identity import heldout_identity
-from ablate.report.html import export_table, to_markdown, verdict_frame, write_index, write_study_report
+from ablate.report.html import export_table, to_markdown, write_index, write_study_report
+from ablate.report.tables import verdict_frame
 from ablate.analysis.results import CURVE_COLUMNS, PRETRAIN_COLUMNS, SCORE_COLUMNS, StudyResults
 from ablate.study.load import load_study
 from ablate.study.spec import Config, RuntimeSpec, Seeds, StudySpec

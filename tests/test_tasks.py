@@ -17,11 +17,13 @@ from conftest import real_data_available
 
 needs_real_data = pytest.mark.skipif(not real_data_available(), reason="needs the real data")
 NO_TRAIN_SPLIT = {"mnli": 0.5, "qnli": 0.5, "squad": 0.5, "squad_v2": 0.5}
-LOCAL = [t for t in TASKS.names() if TASKS.get(t).local]
+LOCAL = [t for t in TASKS.names() if TASKS.get(t).local and TASKS.get(t).kind != "zero-shot"]  # fine-tuned tasks
 
 
 def test_registry_covers_the_suite():
-    assert set(TASKS.names()) == {"cola", "sst2", "mrpc", "stsb", "qnli", "rte", "mnli", "qqp", "squad", "squad_v2"}
+    assert set(TASKS.names()) == {"cola", "sst2", "mrpc", "stsb", "qnli", "rte", "mnli", "qqp", "squad", "squad_v2",
+                                  "blimp"}
+    assert TASKS.get("blimp").kind == "zero-shot"
     assert TASKS.get("stsb").kind == "regression" and TASKS.get("stsb").num_labels == 1
     assert TASKS.get("mnli").num_labels == 3 and TASKS.get("mnli").eval_split == "validation_matched"
     assert TASKS.get("squad_v2").no_answer and not TASKS.get("squad").no_answer
@@ -126,7 +128,7 @@ def test_new_settings_are_validated(bad, match):
 
 
 def test_per_task_settings_move_only_their_own_key():
-    base = Config()
+    base = Config(finetune=FinetuneSpec(strip_text=False, pair_token_types=False))  # as before the input fixes
     old_style = {"v": 2, "init": {"pretrain": "p"}, "task": "sst2", "seed": 0,
                  "finetune": {k: v for k, v in base.finetune.model_dump(mode="json").items()
                               if k in ("train_size", "epochs", "lr", "batch_size", "max_len", "warmup_ratio",
@@ -209,3 +211,64 @@ def test_majority_class_scores_and_the_floor_mark():
     table = task_table(summary, [("mrpc", "accuracy")], ["a", "b"])
     out, floor = with_majority(table, summary, {("mrpc", "accuracy"): 0.684})
     assert out.loc[MAJORITY_ROW, "mrpc"] == "68.4" and floor == ["b: mrpc"]  # b's median 67.2 <= 68.4; a's 71.0
+
+
+def test_pair_tasks_pass_token_types_and_text_is_stripped(tiny_data_root, tmp_path):
+    """Pair tasks give the model token_type_ids (1 from segment B, as the pair formats pretrain); single sentences
+    do not; outer whitespace is stripped before tokenizing (SST-2's trailing space no longer becomes a token)."""
+    import datasets
+    import numpy as np
+    import torch
+
+    from ablate.run.prepare import tokenizer_for
+    from ablate.store import Store
+    from ablate.study.spec import Config, DataSpec, FinetuneSpec
+    from ablate.train.finetune import collate, encode, predict, prepare, segment_types
+
+    tok = tokenizer_for(Store(tmp_path / "r"), Config(data=DataSpec(vocab_size=300, tokenizer_train_chars=20_000,
+                                                                    max_len=32, heldout_tokens=1000)))
+    pair = datasets.Dataset.from_dict({"sentence1": ["The cat sat.", "A dog ran "], "sentence2": ["It slept.", "Far."],
+                                       "label": [1, 0]})
+    single = datasets.Dataset.from_dict({"sentence": ["The cat sat. ", "A dog ran."], "label": [1, 0]})
+    on, off = FinetuneSpec(), FinetuneSpec(strip_text=False, pair_token_types=False)
+    ex, _ = prepare(TASKS.get("mrpc"), tok, pair, 32, 8, ft=on)
+    enc = tok.encode("The cat sat.", "It slept.")
+    assert ex.types[0] == segment_types(enc.sequence_ids)
+    b = enc.sequence_ids.index(1)
+    assert ex.types[0] == [0] * b + [1] * (len(enc.ids) - b) and enc.ids[b - 1] == enc.ids[-1]  # after </s></s>
+    assert prepare(TASKS.get("mrpc"), tok, pair, 32, 8, ft=off)[0].types is None
+    assert prepare(TASKS.get("sst2"), tok, single, 32, 8, ft=on)[0].types is None
+    x, attn, extra = collate(ex.ids, np.array([0, 1]), ex.types)
+    assert extra["token_type_ids"].shape == x.shape and int(extra["token_type_ids"][0].sum()) == len(enc.ids) - b
+    assert collate(ex.ids, np.array([0, 1]))[2] == {}
+    stripped, _, _ = encode(tok, TASKS.get("sst2"), single, 32, strip=True)
+    raw, _, _ = encode(tok, TASKS.get("sst2"), single, 32, strip=False)
+    assert stripped[0] == tok.encode("The cat sat.").ids and len(raw[0]) == len(stripped[0]) + 1
+
+    seen = []
+
+    class Model:  # records what predict hands the model
+        def eval(self):
+            return self
+
+        def __call__(self, **kw):
+            seen.append(sorted(kw))
+            return type("Out", (), {"logits": torch.zeros(len(kw["input_ids"]), 2)})()
+
+    predict(Model(), ex.ids, torch.device("cpu"), 8, ex.types)
+    predict(Model(), ex.ids, torch.device("cpu"), 8)
+    assert seen == [["attention_mask", "input_ids", "token_type_ids"], ["attention_mask", "input_ids"]]
+
+
+def test_input_fixes_move_only_the_keys_they_change():
+    from ablate.study.identity import finetune_identity
+    from ablate.study.spec import Config, FinetuneSpec
+
+    def key(task, **ft):
+        return finetune_identity(Config(finetune=FinetuneSpec(**ft)), "k", task, 0)
+
+    off = {"strip_text": False, "pair_token_types": False}
+    assert key("sst2", **off) != key("sst2") == key("sst2", pair_token_types=False)  # a single sentence: strip only
+    assert key("mrpc", **off) != key("mrpc", strip_text=True, pair_token_types=False) != key("mrpc")
+    assert key("squad", **off) == key("squad") and key("blimp", **off) == key("blimp")  # text used as it is
+    assert "strip_text" not in key("sst2", **off)["finetune"]  # off: as before the fixes existed

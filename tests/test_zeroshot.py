@@ -159,3 +159,18 @@ def test_tiny_study_with_blimp_cola_stsb_end_to_end(tmp_path):
         assert text in html, text
     margin = (tmp_path / "rep" / "evalsuite" / "table_margin.md").read_text(encoding="utf-8")
     assert margin.splitlines()[0] == "| variant | sst2 | cola | stsb | blimp |"
+
+
+@needs_real_data
+def test_blimp_loads_67_paradigms_of_1000_pairs():
+    from ablate.tasks import TASKS
+    from ablate.tasks.blimp import PARADIGM, PHENOMENON
+    from ablate.tasks.data import check_local_data, load_split
+    from ablate.study.spec import FinetuneSpec
+
+    task = TASKS.get("blimp")
+    check_local_data(task, FinetuneSpec(tasks=("blimp",)))
+    ds = load_split(task, task.eval_split)
+    assert len(ds) == 67_000 and len(set(ds[PARADIGM])) == 67 and len(set(ds[PHENOMENON])) == 13
+    for col in ("sentence_good", "sentence_bad", "pairID"):
+        assert col in ds.column_names

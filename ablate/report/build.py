@@ -15,7 +15,8 @@ import pandas as pd
 from ablate.analysis.results import collect
 from ablate.analysis.verdicts import adjusted, benjamini_hochberg, families, verdict_counts
 from ablate.errors import UserError
-from ablate.report.html import export_table, study_comparisons, verdict_frame, write_index, write_study_report
+from ablate.report.html import export_table, write_index, write_study_report
+from ablate.report.tables import study_comparisons, verdict_frame
 from ablate.run.status import study_plan
 from ablate.store import Store, read_json
 from ablate.study.cells import Plan

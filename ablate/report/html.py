@@ -21,17 +21,16 @@ import pandas as pd
 from markupsafe import Markup
 
 from ablate.analysis import aggregate, verdicts
-from ablate.analysis.anchors import (EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, RELATION_TEXT, SANITY,
-                                     blimp_reference, load_anchors, paper_value, study_anchor, study_claims,
+from ablate.analysis.anchors import (PRETRAINING_TASK, RELATION_TEXT, blimp_reference, load_anchors, study_anchor,
                                      table_ids)
 from ablate.analysis.results import StudyResults
-from ablate.metrics import METRICS
 from ablate.report import plots
+from ablate.report.tables import (margin_table, num, pretrain_frame, score_tables, study_comparisons,
+                                  verdict_frame)
 from ablate.store import atomic_write_text
 from ablate.study.cells import RANDOM_INIT
-from ablate.study.identity import heldout_identity
 from ablate.study.spec import StudySpec
-from ablate.tasks import split_note, task_title
+from ablate.tasks import split_note
 
 TEMPLATES = Path(__file__).parent / "templates"
 CELL = re.compile(r"^(\S+) \((.+)\)$")  # "median (details)", as aggregate.format_cell and the margin table write
@@ -73,17 +72,6 @@ def export_table(df: pd.DataFrame, folder: Path, stem: str) -> list[str]:
     return [f"{stem}.csv", f"{stem}.md", f"{stem}.tex"]
 
 
-def _num(x: Any, like: Any = None) -> str:
-    """Compact number with digits set by the size of `like` (default x): 3.99, 123.4, 12,345; '—' for missing."""
-    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
-        return aggregate.MISSING
-    ref = abs(float(x if like is None or pd.isna(like) else like))
-    if ref >= 1e7:  # FLOPs, tokens: scientific notation stays readable
-        return f"{float(x):.3g}"
-    digits = 0 if ref >= 1000 else 1 if ref >= 100 else 2
-    return f"{float(x):,.{digits}f}"
-
-
 def _cell(text: str) -> dict[str, str]:
     """'83.0 (84.0 ± 4.3 [77.1, 90.9], n=4)' -> main '83.0' and a detail line that wraps only between its parts."""
     m = CELL.match(text)
@@ -108,92 +96,6 @@ def _table(df: pd.DataFrame, titles: Optional[dict[str, str]] = None, baseline: 
     columns = [str(c) for c in df.columns]
     return {"corner": df.index.name or "", "columns": columns, "rows": rows,
             "col_classes": ["paper" if c.endswith("(paper)") else "" for c in columns]}
-
-
-def study_comparisons(study: StudySpec, results: StudyResults) -> pd.DataFrame:
-    """The study's claims (anchors) checked on its results: verdicts.COMPARISON_COLUMNS."""
-    claims = study_claims(study.name, study.paper_table, list(study.variants), study.baseline, RANDOM_INIT)
-    heldout = {name: heldout_identity(cfg) for name, cfg in study.variants.items()}
-    return verdicts.compare(aggregate.values_long(results.scores, results.pretrain), claims, study.baseline, heldout)
-
-
-# pretraining metrics -> their titles, in the order of the pretraining table
-PRETRAIN_NAMES = {HELDOUT_PPL: "held-out MLM ppl", "unigram_ppl": "unigram ppl", HELDOUT_BPC: "bits/char",
-                  "heldout_nsp_accuracy": "held-out NSP acc.", "steps": "steps", "sequences_per_step": "sequences/step",
-                  "tokens_per_step": "tokens/step", "tokens_seen": "tokens seen", "epochs": "epochs",
-                  "flops": "FLOPs (est.)", "wall_s": "wall time (s)", "tokens_per_s": "tokens/s",
-                  "peak_memory_mb": "peak memory (MB)"}
-
-
-def _claim_text(r) -> str:
-    """'a ≥ b (δ 1.0)': the claim of a comparison row, with its margin where its kind has one."""
-    if not isinstance(r.relation, str):  # None (or NaN after a CSV round trip): no direction stated
-        return f"{r.a} vs {r.b}"
-    margin = f" (δ {r.margin:g})" if isinstance(r.kind, str) and r.kind != verdicts.BETTER and not pd.isna(r.margin) else ""
-    return f"{r.a} {RELATION_TEXT.get(r.relation, r.relation)} {r.b}{margin}"
-
-
-def _seeds_text(r) -> str:
-    """'10 (4-200+)': pretraining seeds for 80% power, and the range over the seed-level SD's interval."""
-    if pd.isna(r.seeds_needed):
-        return aggregate.MISSING
-    ends = ["?" if pd.isna(x) else f"{int(x)}" for x in (r.seeds_needed_low, r.seeds_needed_high)]
-    ends[1] = "1000+" if ends[1] == "?" else ends[1]
-    return f"{int(r.seeds_needed)} ({ends[0]}-{ends[1]})"
-
-
-def _source_text(r, directed: bool) -> str:
-    """Whose claim a row checks: the paper's (a table, or its text where it names the task), ours (an expected
-    direction on held-out perplexity, after the paper's text; random init below pretraining), or nobody's."""
-    if r.source == SANITY:
-        return "expected"
-    if r.source in ("", EXPLORATORY) or not isinstance(r.source, str):
-        return ""
-    if not directed:
-        return f"paper, {r.source}: names no task"
-    if r.task == PRETRAINING_TASK and not r.source.startswith("table"):
-        return f"expected, after {r.source}"  # the paper reports no perplexity there: the direction is ours
-    return f"paper, {r.source}"
-
-
-def verdict_frame(cmp: pd.DataFrame) -> pd.DataFrame:
-    """Comparisons -> display strings: one row per (claim, task, metric), the verdict table of a study page."""
-    rows = []
-    for r in cmp.itertuples(index=False):
-        directed = isinstance(r.relation, str)
-        interval = (aggregate.MISSING if pd.isna(r.ci_low)
-                    else f"[{_num(r.ci_low, r.spread)}, {_num(r.ci_high, r.spread)}]")
-        unit = "run" if r.a == RANDOM_INIT or r.b == RANDOM_INIT else "seed"
-        rows.append({
-            "claim": _claim_text(r),
-            "source": _source_text(r, directed),
-            "task": r.task,
-            "metric": (METRICS.get(r.metric).display if r.metric in METRICS else PRETRAIN_NAMES.get(r.metric, r.metric))
-            + (f" ({r.caveat})" if isinstance(r.caveat, str) and r.caveat else ""),
-            "ours a - b": _num(r.diff, r.spread),
-            "95% interval": interval,
-            "units": (f"{r.n} seeds paired" if r.paired else f"{r.n_a} vs {r.n_b} {unit}s"),
-            "fine-tuning SD": aggregate.MISSING if pd.isna(r.finetune_sd) else f"{r.finetune_sd:.2f}",
-            "paper a - b": aggregate.MISSING if pd.isna(r.paper_diff)
-            else f"{r.paper_diff:+.{1 if aggregate.scale_of(r.metric) == 100.0 else 2}f}",
-            "p": aggregate.MISSING if pd.isna(r.p) else f"{r.p:.3f}",
-            "verdict": r.verdict,
-            "adjusted (Holm)": r.verdict_holm,
-            "seeds for 80% power": _seeds_text(r),
-        })
-    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
-
-
-def _margin_table(margin: pd.DataFrame, variants: Sequence[str]) -> Optional[pd.DataFrame]:
-    """Long margin frame -> rows variants, columns tasks, cells '+11.0 (83.0 vs 72.0)' in points."""
-    if margin.empty:
-        return None
-    rows = [r for r in aggregate.variant_rows(variants, list(margin["variant"])) if r != RANDOM_INIT]
-    tasks = list(dict.fromkeys(margin["task"]))
-    df = pd.DataFrame(aggregate.MISSING, index=pd.Index(rows, name="variant"), columns=tasks, dtype=object)
-    for r in margin.itertuples(index=False):
-        df.loc[r.variant, r.task] = f"{r.margin:+.1f} ({r.median:.1f} vs {r.random_init_median:.1f})"
-    return df
 
 
 def _paper_cell(value: Any, metric: Optional[str]) -> str:
@@ -236,23 +138,6 @@ def _paper_header(table_id: Optional[str]) -> Optional[dict[str, Any]]:
             "full": _paper_view(table_id)}
 
 
-def _pretrain_frame(pre: pd.DataFrame, variants: Sequence[str]) -> Optional[pd.DataFrame]:
-    """aggregate.pretrain_table -> display strings: 'median (mean ± std)' per column."""
-    if pre.empty:
-        return None
-    order = [v for v in aggregate.variant_rows(variants, list(pre["variant"])) if v in set(pre["variant"])]
-    pre = pre.set_index("variant").loc[order]
-    out = pd.DataFrame(index=pd.Index(order, name="variant"))
-    out["runs"] = pre["n"].astype(int).astype(str)
-    for col, title in PRETRAIN_NAMES.items():
-        if f"{col}_median" not in pre or pre[f"{col}_median"].isna().all():
-            continue  # e.g. NSP accuracy in a study without NSP
-        med, mean, std = pre[f"{col}_median"], pre[f"{col}_mean"], pre[f"{col}_std"]
-        out[title] = [_num(m) if pd.isna(s) else f"{_num(m)} ({_num(a, m)} ± {_num(s, m)})"
-                      for m, a, s in zip(med, mean, std)]
-    return out
-
-
 def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     """{'versions': {'torch': '2.1'}} -> [('versions.torch', '2.1')]."""
     items: list[tuple[str, str]] = []
@@ -293,31 +178,6 @@ def _plots(results: StudyResults, summary: pd.DataFrame, cmp: pd.DataFrame, vari
     }
 
 
-def _score_tables(summary: pd.DataFrame, columns: Sequence[tuple[str, str]], variants: Sequence[str],
-                  anchor: Optional[dict], ft=None, majority: Optional[dict] = None
-                  ) -> tuple[pd.DataFrame, Optional[pd.DataFrame], list[str], list[str]]:
-    """The paper-style table (each task on its primary metric, the paper's number beside ours, the majority-class
-    score below), the table of every other metric (None without any), the metrics where lower is better, and the
-    cells whose median is at or below the majority class."""
-    def label(metric: str) -> str:
-        return METRICS.get(metric).display if metric in METRICS else metric
-
-    every = list(dict.fromkeys(zip(summary["task"], summary["metric"])))
-    labels = {(t, m): f"{task_title(t, ft) if ft is not None else t} {label(m)}" for t, m in every}
-    paper = {(v, t, m): p for v in variants for t, m in columns if (p := paper_value(anchor, v, t, m)) is not None}
-    main = aggregate.task_table(summary, columns, variants, paper, labels)
-    main, floor = aggregate.with_majority(main, summary, {k: v for k, v in (majority or {}).items() if k in columns},
-                                          labels)
-    others = [c for c in every if c not in set(columns)]
-    other = aggregate.task_table(summary, others, variants, None, labels) if others else None
-    if other is not None:
-        other, more = aggregate.with_majority(other, summary, {k: v for k, v in (majority or {}).items()
-                                                               if k in set(others)}, labels)
-        floor += more
-    lower = sorted({label(m) for _, m in every if aggregate.higher_is_better(m) is False})
-    return main, other, lower, floor
-
-
 def _cell_times(results: StudyResults, cell_times: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
     """Wall time per finished cell: `cell_times` (stage, cell, wall_s) or, without it, the pretraining runs."""
     if cell_times is None:
@@ -327,7 +187,7 @@ def _cell_times(results: StudyResults, cell_times: Optional[pd.DataFrame]) -> Op
     if cell_times.empty:
         return None
     out = cell_times.set_index("cell")[["stage"]].copy()
-    out["wall time (s)"] = [_num(x) for x in cell_times["wall_s"]]
+    out["wall time (s)"] = [num(x) for x in cell_times["wall_s"]]
     return out
 
 
@@ -351,10 +211,10 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
     table_id = study.paper_table or (anchor or {}).get("table")  # a study may leave its table to the anchors
     header = _paper_header(table_id)
     ft = study.variants[study.baseline].finetune
-    main, other, lower, floor = _score_tables(summary, columns, variants, anchor, ft, results.majority)
+    main, other, lower, floor = score_tables(summary, columns, variants, anchor, ft, results.majority)
     notes = [n for t in dict.fromkeys(summary["task"]) if (n := split_note(t, ft))]
     frames = {"verdicts": verdict_frame(cmp), "scores": main if columns else None, "other_metrics": other,
-              "margin": _margin_table(margin, variants), "pretrain": _pretrain_frame(pre, variants),
+              "margin": margin_table(margin, variants), "pretrain": pretrain_frame(pre, variants),
               "blimp": aggregate.blimp_table(results.blimp, variants, study.baseline, blimp_reference()),
               "paper": header["full"]["frame"] if header and header.get("full") else None}
     frames = {k: df for k, df in frames.items() if df is not None and not df.empty}

@@ -133,7 +133,14 @@ def finetune_identity(cfg: Config, pretrain_key: Optional[str], task: str, seed:
         ft["train_from_validation"] = from_validation[task]
     span = {k: ft.pop(k) for k in SPAN_SETTINGS}
     zero_shot = {k: ft.pop(k) for k in ZERO_SHOT_SETTINGS}
-    kind = TASKS.get(task).kind
+    strip, types = ft.pop("strip_text"), ft.pop("pair_token_types")
+    spec = TASKS.get(task)
+    kind = spec.kind
+    if kind in ("classification", "regression"):  # the input fixes, hashed only when on (cells before them: off)
+        if strip:
+            ft["strip_text"] = True
+        if types and len(spec.text_columns) == 2:
+            ft["pair_token_types"] = True
     if kind == "span":
         ft.update(span)
     if kind == "zero-shot":  # nothing is trained: only how sentences are scored decides the result

@@ -151,6 +151,12 @@ class FinetuneSpec(Frozen):
     #                                                         windows over a long context; None = max_len // 4
     max_answer_len: int = Field(30, ge=1, le=1024)  # span tasks: longest answer decoded, in tokens
     n_best: int = Field(20, ge=1, le=1000)  # span tasks: start and end candidates per window when decoding
+    # Fine-tuning inputs as the pretraining text is: classification and regression text stripped of outer whitespace
+    # before tokenizing (every SST-2 sentence ends in a space that became a lone-space token; fairseq's GLUE
+    # preprocessing strips it), and pair tasks given token_type_ids (1 from segment B's first token, as the pair
+    # formats pretrain). Each is hashed only when on: the first edition's fine-tunes ran with both off.
+    strip_text: bool = True
+    pair_token_types: bool = True
     # zero-shot tasks (BLiMP): how a masked LM scores a sentence. word_l2r: pseudo-log-likelihood, masking with each
     # token the later tokens of its word (Kauf & Ivanova 2023); plain: each token alone (Salazar et al. 2020)
     pll: Literal["word_l2r", "plain"] = "word_l2r"

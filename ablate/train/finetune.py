@@ -39,14 +39,24 @@ from ablate.train.trainer import autocast, linear_schedule, pick_device, set_thr
 Progress = Callable[[int, int, Optional[float]], None]
 
 
-def encode(tok, task: TaskSpec, ds, max_len: int) -> tuple[list[list[int]], np.ndarray]:
-    """Texts -> token id lists (<s> A </s></s> B </s> for pairs, truncated to max_len) and labels."""
+def encode(tok, task: TaskSpec, ds, max_len: int, strip: bool = False, pair_types: bool = False
+           ) -> tuple[list[list[int]], Optional[list[list[int]]], np.ndarray]:
+    """Texts -> token id lists (<s> A </s></s> B </s> for pairs, truncated to max_len), token type lists (pairs with
+    pair_types: segment_types; else None) and labels. strip: outer whitespace removed before tokenizing."""
     tok = _truncating(tok, max_len)
-    cols = [list(ds[c]) for c in task.text_columns]
+    cols = [[x.strip() for x in ds[c]] if strip else list(ds[c]) for c in task.text_columns]
     inputs = list(zip(*cols)) if len(cols) == 2 else cols[0]
-    ids = [e.ids for e in tok.encode_batch(inputs)]
+    encodings = tok.encode_batch(inputs)
+    types = [segment_types(e.sequence_ids) for e in encodings] if pair_types and len(cols) == 2 else None
     dtype = np.float32 if task.kind == "regression" else np.int64
-    return ids, np.asarray(list(ds[task.label_column]), dtype=dtype)
+    return [e.ids for e in encodings], types, np.asarray(list(ds[task.label_column]), dtype=dtype)
+
+
+def segment_types(sequence_ids: list[Optional[int]]) -> list[int]:
+    """Token types of an encoded pair: 1 from segment B's first token to the end (its closing </s> included), 0
+    before, the layout the pair formats pretrain with (ablate.data.formats.token_types)."""
+    first = next((i for i, s in enumerate(sequence_ids) if s == 1), len(sequence_ids))
+    return [0] * first + [1] * (len(sequence_ids) - first)
 
 
 def _truncating(tok, max_len: int):
@@ -69,13 +79,19 @@ def grouped_batches(lengths: np.ndarray, batch: int, rng: np.random.Generator) -
     return batches
 
 
-def collate(ids: list[list[int]], idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(ids: list[list[int]], idx: np.ndarray, types: Optional[list[list[int]]] = None
+            ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Inputs idx -> padded input_ids [B, L], attention_mask [B, L], and {"token_type_ids": [B, L]} when types are
+    given (pads: type 0), else {} (the model's default: type 0 everywhere)."""
     width = max(len(ids[i]) for i in idx)
     x = np.full((len(idx), width), PAD, dtype=np.int64)
+    tt = np.zeros((len(idx), width), dtype=np.int64) if types is not None else None
     for r, i in enumerate(idx):
         x[r, : len(ids[i])] = ids[i]
+        if tt is not None:
+            tt[r, : len(types[i])] = types[i]
     x_t = torch.from_numpy(x)
-    return x_t, (x_t != PAD).long()
+    return x_t, (x_t != PAD).long(), {} if tt is None else {"token_type_ids": torch.from_numpy(tt)}
 
 
 def build_model(task: TaskSpec, checkpoint: Optional[Path], cell: FinetuneCell, vocab: int):
@@ -103,13 +119,16 @@ class Examples:
 
     ids: list[list[int]]  # per input (a sentence, a pair, or a SQuAD window)
     targets: dict[str, np.ndarray]  # model keyword -> [N] array: labels, or start_positions and end_positions
+    types: Optional[list[list[int]]] = None  # token types per input (pair tasks with pair_token_types), else None
 
 
-def prepare(task: TaskSpec, tok, ds, max_len: int, stride: int, with_targets: bool = True):
-    """Dataset -> (Examples, windows or None). Span tasks become sliding windows over each context."""
+def prepare(task: TaskSpec, tok, ds, max_len: int, stride: int, with_targets: bool = True, ft=None):
+    """Dataset -> (Examples, windows or None). Span tasks become sliding windows over each context (their text is
+    used as it is: answers are character offsets into it)."""
     if task.kind != "span":
-        ids, y = encode(tok, task, ds, max_len)
-        return Examples(ids, {"labels": y}), None
+        ids, types, y = encode(tok, task, ds, max_len, strip=bool(ft and ft.strip_text),
+                               pair_types=bool(ft and ft.pair_token_types))
+        return Examples(ids, {"labels": y}, types), None
     try:
         win = squad.windows(tok, list(ds["question"]), list(ds["context"]),
                             list(ds["answers"]) if with_targets else None, max_len, stride)
@@ -129,12 +148,12 @@ def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: Runti
     stride = ft.doc_stride or max_len // 4
     lr = ft.lr_by_task.get(task.name, ft.lr)
     data = task_data(task, ft)
-    train, _ = prepare(task, tok, data.train, max_len, stride)
-    scored, windows = prepare(task, tok, data.eval, max_len, stride, with_targets=False)
+    train, _ = prepare(task, tok, data.train, max_len, stride, ft=ft)
+    scored, windows = prepare(task, tok, data.eval, max_len, stride, with_targets=False, ft=ft)
     model = build_model(task, checkpoint, cell, tok.get_vocab_size()).to(device)
     t0 = time.perf_counter()
     steps = train_loop(model, train, ft, lr, cell.seed, device, progress)
-    outputs = predict(model, scored.ids, device, runtime.eval_batch_size)
+    outputs = predict(model, scored.ids, device, runtime.eval_batch_size, scored.types)
     predictions, references = _predictions(task, ft, data.eval, outputs, windows)
     record = {
         "metrics": metric_lib.compute_many(task.metrics, predictions, references),
@@ -150,6 +169,9 @@ def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: Runti
     }
     if windows is not None:
         record.update(train_windows=len(train.ids), eval_windows=len(scored.ids), doc_stride=stride)
+    if task.kind in ("classification", "regression"):
+        record["inputs"] = {"strip_text": ft.strip_text, "pair_token_types": ft.pair_token_types and
+                            len(task.text_columns) == 2}
     if task.kind == "classification":
         record["majority"] = majority_scores(task, references)
     return record
@@ -180,8 +202,10 @@ def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progres
         if not batches:
             batches = grouped_batches(lengths, ft.batch_size, rng)
         idx = batches.pop()
-        x, attn = (t.to(device) for t in collate(train.ids, idx))
+        x, attn, extra = collate(train.ids, idx, train.types)
+        x, attn = x.to(device), attn.to(device)
         targets = {k: torch.as_tensor(v[idx]).to(device) for k, v in train.targets.items()}
+        targets.update({k: v.to(device) for k, v in extra.items()})
         with autocast(device):
             loss = model(input_ids=x, attention_mask=attn, **targets).loss
         if not torch.isfinite(loss):
@@ -198,16 +222,18 @@ def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progres
 
 
 @torch.no_grad()
-def predict(model, ids: list[list[int]], device, batch: int) -> list[np.ndarray]:
+def predict(model, ids: list[list[int]], device, batch: int, types: Optional[list[list[int]]] = None
+            ) -> list[np.ndarray]:
     """Model outputs per input: [C] logits for a classifier, [2, L] start/end logits for a span model."""
     model.eval()
     order = np.argsort([len(x) for x in ids], kind="stable")
     out: list[np.ndarray] = [np.empty(0)] * len(ids)
     for s in range(0, len(order), batch):
         idx = order[s : s + batch]
-        x, attn = (t.to(device) for t in collate(ids, idx))
+        x, attn, extra = collate(ids, idx, types)
         with autocast(device):
-            res = model(input_ids=x, attention_mask=attn)
+            res = model(input_ids=x.to(device), attention_mask=attn.to(device),
+                        **{k: v.to(device) for k, v in extra.items()})
         if hasattr(res, "start_logits"):
             both = torch.stack([res.start_logits, res.end_logits], 1).float().cpu().numpy()  # [B, 2, L]
             for r, i in enumerate(idx):
