@@ -272,3 +272,30 @@ def test_input_fixes_move_only_the_keys_they_change():
     assert key("mrpc", **off) != key("mrpc", strip_text=True, pair_token_types=False) != key("mrpc")
     assert key("squad", **off) == key("squad") and key("blimp", **off) == key("blimp")  # text used as it is
     assert "strip_text" not in key("sst2", **off)["finetune"]  # off: as before the fixes existed
+
+
+def test_scoring_after_each_epoch_changes_no_result():
+    """The per-epoch validation scores come free: the weights after training are the same with and without them."""
+    import numpy as np
+    import torch
+    from transformers import RobertaForSequenceClassification
+
+    from ablate.model import roberta_config
+    from ablate.train.finetune import Examples, predict, train_loop
+
+    rng = np.random.default_rng(0)
+    ids = [[0] + rng.integers(5, 60, int(rng.integers(3, 12))).tolist() + [2] for _ in range(40)]
+    ex = Examples(ids, {"labels": rng.integers(0, 2, 40)})
+    ft = FinetuneSpec(epochs=3, batch_size=8, lr=1e-3)
+    cfg = roberta_config(ModelSpec(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32),
+                         DataSpec(max_len=16), 64, num_labels=2)
+    weights, seen = [], []
+    for score in (False, True):
+        torch.manual_seed(0)
+        model = RobertaForSequenceClassification(cfg)
+        hook = (lambda e: seen.append((e, predict(model, ids, torch.device("cpu"), 16)))) if score else None
+        steps, curve = train_loop(model, ex, ft, 1e-3, 0, torch.device("cpu"), None, on_epoch=hook)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+    assert [e for e, _ in seen] == [1, 2] and steps == 15  # 5 steps an epoch; no score after the last (the final)
+    assert [p["step"] for p in curve] == [10, 15] and all(p["loss"] > 0 for p in curve)

@@ -155,7 +155,7 @@ def test_tiny_study_with_blimp_cola_stsb_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     html = (tmp_path / "rep" / "evalsuite" / "index.html").read_text(encoding="utf-8")
     for text in ("BLiMP (zero-shot)", "GPT-2 (reference)", "unigram (a&#39;s tokenizer)", "cola MCC", "stsb Spearman",
-                 "blimp acc."):
+                 "blimp acc.", "Fine-tuning curves", "majority class"):
         assert text in html, text
     margin = (tmp_path / "rep" / "evalsuite" / "table_margin.md").read_text(encoding="utf-8")
     assert margin.splitlines()[0] == "| variant | sst2 | cola | stsb | blimp |"
@@ -174,3 +174,14 @@ def test_blimp_loads_67_paradigms_of_1000_pairs():
     assert len(ds) == 67_000 and len(set(ds[PARADIGM])) == 67 and len(set(ds[PHENOMENON])) == 13
     for col in ("sentence_good", "sentence_bad", "pairID"):
         assert col in ds.column_names
+
+
+def test_every_downstream_claim_gets_an_expected_direction_on_blimp():
+    from ablate.analysis.anchors import study_claims
+
+    claims = study_claims("masking", "table1", ["static", "dynamic"], "static")
+    blimp = [c for c in claims if c.tasks == ("blimp",)]
+    assert [(c.a, c.b, c.relation, c.source) for c in blimp] == [("dynamic", "static", ">=", "table1")]
+    assert len([c for c in claims if c.tasks == ("pretraining",)]) == 1  # the perplexity claim gets no BLiMP twin
+    tok = study_claims("tokenizer", None, ["byte_bpe", "wordpiece"], "byte_bpe")
+    assert not [c for c in tok if c.tasks == ("blimp",)]  # no direction stated, none expected

@@ -187,6 +187,20 @@ def _claim(raw: dict, a: str, b: str, anchor: dict, source: str, baseline: str) 
     return Claim(a, b, relation, tasks, note, source, paper, margin_points())
 
 
+BLIMP_TASK = "blimp"  # zero-shot grammatical knowledge: not in the paper, so only ever an expected direction
+
+
+def with_blimp(claims: list[Claim]) -> list[Claim]:
+    """Each downstream claim of the paper followed by the same direction on BLiMP: not the paper's claim (BLiMP is
+    not in the paper) but what it leads one to expect, as held-out perplexity is (the report labels it so)."""
+    out = []
+    for c in claims:
+        out.append(c)
+        if c.relation is not None and c.tasks and PRETRAINING_TASK not in c.tasks and BLIMP_TASK not in c.tasks:
+            out.append(Claim(c.a, c.b, c.relation, (BLIMP_TASK,), c.note, c.source, {}, c.margin))
+    return out
+
+
 def study_claims(study_name: str, table_id: Optional[str], variants: Sequence[str], baseline: str,
                  random_init: str = "random-init") -> list[Claim]:
     """Every direction the report checks for a study, in this order: the table's findings whose two rows
@@ -204,6 +218,7 @@ def study_claims(study_name: str, table_id: Optional[str], variants: Sequence[st
         for raw in anchor["comparisons"]:
             if raw["a"] in variants and raw["b"] in variants:
                 claims.append(_claim(raw, raw["a"], raw["b"], anchor, raw.get("source", "text"), baseline))
+    claims = with_blimp(claims)
     claims.append(Claim(random_init, baseline, "worse", None,
                         "pretraining should beat random init (a check of the scale, not a paper finding)", SANITY,
                         margin=margin_points()))

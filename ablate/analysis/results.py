@@ -25,6 +25,9 @@ PRETRAIN_COLUMNS = [
 CURVE_COLUMNS = ["variant", "seed", "step", "loss", "lr"]
 # zero-shot (BLiMP) accuracy per phenomenon of every scored model, and the unigram baseline's ("overall" included)
 BLIMP_COLUMNS = ["variant", "pretrain_seed", "finetune_seed", "phenomenon", "accuracy", "unigram_accuracy"]
+# fine-tuning: the training loss every few steps, and each validation metric after every epoch
+FT_CURVE_COLUMNS = ["variant", "pretrain_seed", "finetune_seed", "task", "step", "epoch", "loss"]
+FT_EPOCH_COLUMNS = ["variant", "pretrain_seed", "finetune_seed", "task", "metric", "epoch", "value"]
 
 
 @dataclass
@@ -36,6 +39,8 @@ class StudyResults:
     counts: dict[str, int] = field(default_factory=dict)  # done / failed / pending cells
     blimp: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BLIMP_COLUMNS))  # BLIMP_COLUMNS
     majority: dict[tuple[str, str], float] = field(default_factory=dict)  # (task, metric) -> majority-class score
+    ft_curves: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FT_CURVE_COLUMNS))
+    ft_epochs: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FT_EPOCH_COLUMNS))
 
 
 def read_curve(path) -> list[dict]:
@@ -54,7 +59,7 @@ def read_curve(path) -> list[dict]:
 
 def collect(store: Store, plan: Plan) -> StudyResults:
     study = plan.study.name
-    scores, pre, curves, failures, blimp, majority = [], [], [], [], [], {}
+    scores, pre, curves, failures, blimp, majority, ft_curves, ft_epochs = [], [], [], [], [], {}, [], []
     counts = {"done": 0, "failed": 0, "pending": 0}
     for cell in plan.pretrain:
         run = store.pretrain(study, cell.key)
@@ -82,6 +87,12 @@ def collect(store: Store, plan: Plan) -> StudyResults:
             blimp.extend(_blimp_rows(cell, m))
             for metric, value in (m.get("majority") or {}).items():  # the same scored examples for every cell
                 majority[(cell.task, metric)] = value
+            run_id = {"variant": cell.variant, "pretrain_seed": cell.pretrain_seed, "finetune_seed": cell.seed,
+                      "task": cell.task}
+            ft_curves += [{**run_id, "step": p["step"], "epoch": p.get("epoch"), "loss": p["loss"]}
+                          for p in m.get("curve") or []]
+            ft_epochs += [{**run_id, "metric": k, "epoch": e["epoch"], "value": v}
+                          for e in m.get("epochs") or [] for k, v in e["metrics"].items()]
         elif (err := run.error()) is not None:
             counts["failed"] += 1
             failures.append({"stage": "finetune", "label": cell.label, "error": err.get("error", "")})
@@ -97,6 +108,8 @@ def collect(store: Store, plan: Plan) -> StudyResults:
         counts=counts,
         blimp=pd.DataFrame(blimp, columns=BLIMP_COLUMNS),
         majority=majority,
+        ft_curves=pd.DataFrame(ft_curves, columns=FT_CURVE_COLUMNS),
+        ft_epochs=pd.DataFrame(ft_epochs, columns=FT_EPOCH_COLUMNS),
     )
 
 

@@ -67,9 +67,10 @@ def kind_of(relation: Optional[str]) -> Optional[str]:
 def heldout_metric(a: str, b: str, heldout: Optional[Mapping[str, tuple[Hashable, Hashable]]]) -> tuple[str, str]:
     """(metric, caveat) on which two arms' held-out losses compare.
 
-    heldout: variant -> (which held-out blocks, which token units), e.g. study.identity.heldout_identity. Perplexity when
-    both are shared (or unknown); bits per character when the tokenizers differ, since a perplexity's unit is the
-    token; a caveat when the blocks themselves differ (another input format packs other text the other way).
+    heldout: variant -> (which held-out blocks, which token units), e.g. study.identity.heldout_identity.
+    Perplexity when both are shared (or unknown); bits per character when the tokenizers differ, since a
+    perplexity's unit is the token; a caveat when the text or blocks differ (another input format packs other text
+    the other way; a token budget covers other text under another tokenizer).
     """
     if not heldout or a not in heldout or b not in heldout:
         return HELDOUT_PPL, ""

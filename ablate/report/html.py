@@ -175,6 +175,8 @@ def _plots(results: StudyResults, summary: pd.DataFrame, cmp: pd.DataFrame, vari
                               "ablate-compute") if not results.pretrain.empty else None,
         "blimp": figure_svg(plots.blimp_heatmap(results.blimp, order=variants), "ablate-blimp")
         if not results.blimp.empty else None,
+        "finetune": figure_svg(plots.finetune_curves(results.ft_curves, results.ft_epochs, columns, variants),
+                               "ablate-finetune") if not results.ft_curves.empty else None,
     }
 
 

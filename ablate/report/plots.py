@@ -201,6 +201,45 @@ def blimp_heatmap(blimp: pd.DataFrame, order: Optional[Sequence[str]] = None) ->
     return fig
 
 
+def finetune_curves(curves: pd.DataFrame, epochs: pd.DataFrame, columns: Sequence[tuple[str, str]],
+                    order: Optional[Sequence[str]] = None) -> Figure:
+    """Small multiples, a column per task: top, the fine-tuning loss against the epoch (a line per run, a colour
+    per variant); bottom, the task's headline metric on the validation split after every epoch (mean per variant)."""
+    title = "fine-tuning"
+    tasks = [(t, m) for t, m in columns if t in set(curves["task"])]
+    if curves.empty or not tasks:
+        return _empty(title)
+    present = list(dict.fromkeys(curves["variant"].astype(str)))
+    order = [v for v in variant_rows(order or [], present) if v in present]
+    colours = _palette(order)
+    fig = Figure(figsize=(max(WIDTH, 2.6 * len(tasks)), HEIGHT * 1.4))
+    axes = fig.subplots(2, len(tasks), squeeze=False)
+    for col, (task, metric) in enumerate(tasks):
+        top, bottom = axes[0][col], axes[1][col]
+        runs = curves[curves["task"] == task]
+        for variant in order:
+            for i, (_, run) in enumerate(runs[runs["variant"].astype(str) == variant]
+                                         .groupby(["pretrain_seed", "finetune_seed"], dropna=False)):
+                top.plot(run["epoch"], run["loss"], color=colours[variant], alpha=0.5, linewidth=0.8,
+                         label=variant if i == 0 and col == 0 else None)
+            ep = epochs[(epochs["task"] == task) & (epochs["metric"] == metric)
+                        & (epochs["variant"].astype(str) == variant)]
+            if not ep.empty:
+                mean = ep.groupby("epoch")["value"].mean() * scale_of(metric)
+                bottom.plot(mean.index, mean.values, marker="o", color=colours[variant], linewidth=1.2)
+        top.set_title(task)
+        top.set_ylabel("training loss" if col == 0 else "")
+        bottom.set_xlabel("epoch")
+        bottom.set_ylabel(_label(metric) if col == 0 else "")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    if len(order) > 1:
+        axes[0][0].legend(frameon=False, fontsize=7)
+    fig.suptitle(f"{title}: loss per run (top), validation metric per epoch, mean per variant (bottom)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def metric_vs_compute(pretrain_df: pd.DataFrame, scores: pd.DataFrame,
                       columns: Optional[Sequence[tuple[str, str]]] = None,
                       order: Optional[Sequence[str]] = None) -> Figure:

@@ -10,8 +10,8 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from ablate.analysis import aggregate, verdicts
-from ablate.analysis.anchors import (EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, RELATION_TEXT, SANITY,
-                                     paper_value, study_claims)
+from ablate.analysis.anchors import (BLIMP_TASK, EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK,
+                                     RELATION_TEXT, SANITY, paper_value, study_claims)
 from ablate.analysis.results import StudyResults
 from ablate.metrics import METRICS
 from ablate.study.cells import RANDOM_INIT
@@ -72,8 +72,8 @@ def _source_text(r, directed: bool) -> str:
         return ""
     if not directed:
         return f"paper, {r.source}: names no task"
-    if r.task == PRETRAINING_TASK and not r.source.startswith("table"):
-        return f"expected, after {r.source}"  # the paper reports no perplexity there: the direction is ours
+    if r.task == BLIMP_TASK or (r.task == PRETRAINING_TASK and not r.source.startswith("table")):
+        return f"expected, after {r.source}"  # the paper reports no such number there: the direction is ours
     return f"paper, {r.source}"
 
 

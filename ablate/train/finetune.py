@@ -151,12 +151,21 @@ def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: Runti
     train, _ = prepare(task, tok, data.train, max_len, stride, ft=ft)
     scored, windows = prepare(task, tok, data.eval, max_len, stride, with_targets=False, ft=ft)
     model = build_model(task, checkpoint, cell, tok.get_vocab_size()).to(device)
+    def evaluate() -> tuple[dict[str, float], list]:
+        outputs = predict(model, scored.ids, device, runtime.eval_batch_size, scored.types)
+        predictions, references = _predictions(task, ft, data.eval, outputs, windows)
+        return metric_lib.compute_many(task.metrics, predictions, references), references
+
+    epochs: list[dict] = []  # the validation metrics after each epoch but the last (the final ones are that)
     t0 = time.perf_counter()
-    steps = train_loop(model, train, ft, lr, cell.seed, device, progress)
-    outputs = predict(model, scored.ids, device, runtime.eval_batch_size, scored.types)
-    predictions, references = _predictions(task, ft, data.eval, outputs, windows)
+    steps, curve = train_loop(model, train, ft, lr, cell.seed, device, progress,
+                              on_epoch=lambda e: epochs.append({"epoch": e, "metrics": evaluate()[0]}))
+    final, references = evaluate()
+    epochs.append({"epoch": round(ft.epochs, 6), "metrics": final})
     record = {
-        "metrics": metric_lib.compute_many(task.metrics, predictions, references),
+        "metrics": final,
+        "curve": curve,
+        "epochs": epochs,
         "task": task.name,
         "train_split": data.train_split,
         "eval_split": data.eval_split,
@@ -185,8 +194,14 @@ def majority_scores(task: TaskSpec, references: list) -> dict[str, float]:
     return metric_lib.compute_many(task.metrics, [most] * len(references), references)
 
 
-def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progress: Optional[Progress]) -> int:
-    """AdamW with warmup and linear decay over ft.epochs of length-grouped batches; returns the steps taken."""
+CURVE_EVERY = 10  # steps per point of a fine-tune's loss curve
+
+
+def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progress: Optional[Progress],
+               on_epoch: Optional[Callable[[float], None]] = None) -> tuple[int, list[dict]]:
+    """AdamW with warmup and linear decay over ft.epochs of length-grouped batches; returns the steps taken and
+    the loss curve (mean training loss per CURVE_EVERY steps). on_epoch(epoch) is called at the end of every whole
+    epoch before the last (to score the validation split; it changes no random state, so the result is the same)."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "LayerNorm" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": ft.weight_decay},
@@ -196,7 +211,7 @@ def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progres
     steps_per_epoch = int(np.ceil(len(train.ids) / ft.batch_size))
     total = max(1, int(round(steps_per_epoch * ft.epochs)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(total, ft.warmup_ratio))
-    step, batches = 0, []
+    step, batches, curve, window = 0, [], [], []
     model.train()
     while step < total:
         if not batches:
@@ -216,9 +231,17 @@ def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progres
         opt.step()
         sched.step()
         step += 1
-        if progress and (step % 10 == 0 or step == total):
-            progress(step, total, loss.item())
-    return total
+        window.append(loss.detach())  # read back every CURVE_EVERY steps, not every step (a GPU sync each)
+        if step % CURVE_EVERY == 0 or step == total:
+            curve.append({"step": step, "epoch": round(step / steps_per_epoch, 4),
+                          "loss": float(torch.stack(window).float().mean())})
+            window = []
+            if progress:
+                progress(step, total, curve[-1]["loss"])
+        if on_epoch is not None and step % steps_per_epoch == 0 and step < total:
+            on_epoch(step // steps_per_epoch)
+            model.train()
+    return total, curve
 
 
 @torch.no_grad()
