@@ -42,7 +42,8 @@ def test_masking_study_tiny_end_to_end(tmp_path):
     assert r.exit_code == 0 and "0 ran" in r.output, r.output
     assert time.perf_counter() - t0 < 30
     r = runner.invoke(app, ["ls", "--results", str(results)])
-    assert "masking (scale tiny): 14 done, 0 failed, 0 pending" in r.output
+    # 2 pretrainings; per checkpoint 3 tasks x 2 fine-tuning seeds and BLiMP once; random init: 3 x 2 and BLiMP x 2
+    assert "masking (scale tiny): 24 done, 0 failed, 0 pending" in r.output
 
     # A fresh clone has what git keeps (.gitignore): no checkpoints, resume states or data caches.
     clone = tmp_path / "clone"
