@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -215,4 +214,6 @@ def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process: CUDA's allocator peak on GPU, else the resident-set high-water mark."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
+    import resource  # POSIX only: imported where it is used, so training still imports on other systems
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
