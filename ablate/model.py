@@ -15,7 +15,7 @@ What makes the forward pass fast on a CPU (benchmarks/pretrain_throughput.py mea
   p to within 2**-32, applied as one multiply by a float 0/scale tensor. On CUDA, torch's own
   dropout is used.
 With dropout off (eval mode) the loss equals transformers' RobertaForMaskedLM loss on the same
-inputs and labels (tests/test_engine.py). The optimizer step lives in ablate.train.trainer.
+inputs and labels (tests/test_engine.py), and for `norm: pre` RobertaPreLayerNormForMaskedLM's (tests/test_recipe.py). The optimizer step lives in ablate.train.trainer.
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ from ablate.study.spec import DataSpec, ModelSpec
 
 
 def roberta_config(model: ModelSpec, data: DataSpec, vocab_size: int, **extra):
-    from transformers import RobertaConfig  # lazy: ~1.3 s to import; the forward pass needs none of it
+    """transformers' config for the spec: RobertaConfig, or RobertaPreLayerNormConfig for norm: pre (its own model
+    type, so the Auto classes load either kind of checkpoint with the right layer order)."""
+    from transformers import RobertaConfig, RobertaPreLayerNormConfig  # lazy: ~1.3 s; the forward pass needs neither
 
-    return RobertaConfig(
+    config_class = RobertaPreLayerNormConfig if model.norm == "pre" else RobertaConfig
+    return config_class(
         vocab_size=vocab_size,
         hidden_size=model.hidden_size,
         num_hidden_layers=model.num_layers,
@@ -50,21 +53,26 @@ def roberta_config(model: ModelSpec, data: DataSpec, vocab_size: int, **extra):
         pad_token_id=PAD,
         bos_token_id=BOS,
         eos_token_id=EOS,
+        initializer_range=model.init_range,
         attn_implementation="sdpa",
         **extra,
     )
 
 
 def build_mlm(model: ModelSpec, data: DataSpec, vocab_size: int):
-    """A freshly initialised RobertaForMaskedLM (seed torch before calling)."""
-    from transformers import RobertaForMaskedLM  # lazy, as above
+    """A freshly initialised RobertaForMaskedLM, or RobertaPreLayerNormForMaskedLM (seed torch before calling)."""
+    from transformers import AutoModelForMaskedLM  # lazy, as above
 
-    return RobertaForMaskedLM(roberta_config(model, data, vocab_size))
+    return AutoModelForMaskedLM.from_config(roberta_config(model, data, vocab_size))
+
+
+def is_pre_ln(mlm) -> bool:
+    return mlm.config.model_type == "roberta-prelayernorm"
 
 
 def count_params(mlm) -> dict[str, int]:
     total = sum(p.numel() for p in mlm.parameters())
-    emb = sum(p.numel() for p in mlm.roberta.embeddings.parameters())
+    emb = sum(p.numel() for p in mlm.base_model.embeddings.parameters())
     return {"params": total, "non_embedding_params": total - emb}
 
 
@@ -143,7 +151,7 @@ def encoder_states(mlm, input_ids: torch.Tensor, attention_mask: Optional[torch.
                    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The encoder on real tokens only -> (x, real): x [N, H] at the N real tokens, whose flat indices
     in [B * L] are `real`; or x [B, L, H] and real None when nothing is padded."""
-    roberta, cfg = mlm.roberta, mlm.config
+    roberta, cfg, pre = mlm.base_model, mlm.config, is_pre_ln(mlm)
     training = mlm.training
     p_hidden, p_attn = cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob
     B, L = input_ids.shape
@@ -167,7 +175,7 @@ def encoder_states(mlm, input_ids: torch.Tensor, attention_mask: Optional[torch.
         sa, so = layer.attention.self, layer.attention.output
         w = torch.cat([sa.query.weight, sa.key.weight, sa.value.weight])  # [3H, H]
         b = torch.cat([sa.query.bias, sa.key.bias, sa.value.bias])  # [3H]
-        qkv = F.linear(x, w, b)  # [N, 3H] (or [B, L, 3H])
+        qkv = F.linear(layer.attention.LayerNorm(x) if pre else x, w, b)  # [N, 3H] (or [B, L, 3H])
         if real is not None:
             qkv = qkv.new_zeros(B * L, 3 * H).index_copy(0, real, qkv)  # [B * L, 3H], zeros at pads
         qkv = qkv.view(B, L, 3, nh, hd).permute(2, 0, 3, 1, 4)  # [3, B, nh, L, hd]
@@ -185,9 +193,16 @@ def encoder_states(mlm, input_ids: torch.Tensor, attention_mask: Optional[torch.
         ctx = ctx.transpose(1, 2).reshape(B * L, H) if real is not None else ctx.transpose(1, 2).reshape(B, L, H)
         if real is not None:
             ctx = ctx.index_select(0, real)  # [N, H]
-        x = so.LayerNorm(x + dropout(so.dense(ctx), p_hidden, training, rng))
-        h = F.gelu(layer.intermediate.dense(x))  # [N, 4H]
-        x = layer.output.LayerNorm(x + dropout(layer.output.dense(h), p_hidden, training, rng))
+        if pre:  # x + sublayer(LayerNorm(x)) twice; one LayerNorm after the last block (below)
+            x = x + dropout(so.dense(ctx), p_hidden, training, rng)
+            h = F.gelu(layer.intermediate.dense(layer.intermediate.LayerNorm(x)))  # [N, 4H]
+            x = x + dropout(layer.output.dense(h), p_hidden, training, rng)
+        else:  # LayerNorm(x + sublayer(x)) twice
+            x = so.LayerNorm(x + dropout(so.dense(ctx), p_hidden, training, rng))
+            h = F.gelu(layer.intermediate.dense(x))  # [N, 4H]
+            x = layer.output.LayerNorm(x + dropout(layer.output.dense(h), p_hidden, training, rng))
+    if pre:
+        x = roberta.LayerNorm(x)
     return x, real
 
 

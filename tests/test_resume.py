@@ -57,7 +57,11 @@ def run_study(tmp_path, name, text, crash_at=None, monkeypatch=None):
     return run
 
 
-@pytest.mark.parametrize("fmt", ["masking: dynamic", "masking: static", "nsp: false"])
+@pytest.mark.parametrize("fmt", ["masking: dynamic", "masking: static", "nsp: false",
+                                 # a length schedule, resumed in its full-length phase (15 short steps, then 15)
+                                 # and in its short phase (27 short steps); cosine along
+                                 "short_len: 16, short_fraction: 0.5, schedule: cosine",
+                                 "short_len: 16, short_fraction: 0.9"])
 def test_resumed_run_equals_uninterrupted(tmp_path, tiny_data_root, monkeypatch, fmt):
     text = STUDY.replace("FORMAT", fmt)
     ref = run_study(tmp_path, "ref", text)

@@ -32,7 +32,7 @@ from ablate.study.cells import FinetuneCell, PretrainCell
 from ablate.tasks import TASKS
 from ablate.train import zeroshot
 from ablate.train.finetune import finetune
-from ablate.train.pretrain import pretrain
+from ablate.train.pretrain import ShortPhase, pretrain
 
 
 def provenance() -> dict:
@@ -140,9 +140,12 @@ def _run_pretrain(cell: PretrainCell, ctx: CellContext, store: Store, reporter: 
             tok = tokenizer_for(store, cell.config)
             folder = corpus_for(store, cell.config)
             batch = batch_size_for(store, cell.config)
+            short = cell.config.short_config()  # a length schedule's short blocks, same tokens per step
+            short_phase = None if short is None else ShortPhase(
+                corpus_for(store, short), batch_size_for(store, short) * (cell.config.data.max_len // short.data.max_len))
         reporter.stage(label, total=cell.config.pretrain.total_steps)
         return pretrain(cell, run, folder, tok.get_vocab_size(), ctx.runtime, reporter.step, batch,
-                        token_char_lengths(tok))
+                        token_char_lengths(tok), short_phase)
 
     return _attempt(run, work, label)
 

@@ -98,12 +98,33 @@ def heldout_identity(cfg: Config) -> tuple[str, str]:
 METRIC_VERSIONS = {"wordpiece": 2}
 
 
+# Recipe settings added after results were committed (issue 26): hashed only away from these defaults, so every
+# key made before them stays the same. short_fraction means nothing without short_len.
+RECIPE_DEFAULTS = {"model": {"norm": "post", "init_range": 0.02},
+                   "pretrain": {"schedule": "linear", "short_len": None, "short_fraction": 0.9}}
+
+
+def _section(cfg: Config, name: str) -> dict[str, Any]:
+    """One hashed section of the config, the recipe settings at their defaults left out."""
+    out = getattr(cfg, name).model_dump(mode="json")
+    for key, default in RECIPE_DEFAULTS[name].items():
+        if out.get(key) == default:
+            out.pop(key)
+    if name == "pretrain" and "short_len" not in out:
+        out.pop("short_fraction", None)
+    return out
+
+
+def model_identity(cfg: Config) -> dict[str, Any]:
+    return _section(cfg, "model")
+
+
 def pretrain_identity(cfg: Config, seed: int) -> dict[str, Any]:
     ident = {
         "v": HASH_VERSION,
-        "model": cfg.model.model_dump(mode="json"),
+        "model": model_identity(cfg),
         "data": data_identity(cfg),
-        "pretrain": cfg.pretrain.model_dump(mode="json"),
+        "pretrain": _section(cfg, "pretrain"),
         "seed": seed,
     }
     if METRIC_VERSIONS.get(cfg.data.tokenizer, 1) > 1:
@@ -147,7 +168,7 @@ def finetune_identity(cfg: Config, pretrain_key: Optional[str], task: str, seed:
         ft = zero_shot
     init: dict[str, Any]
     if pretrain_key is None:  # random init: architecture and tokenizer decide it
-        init = {"random": cfg.model.model_dump(mode="json"), "tokenizer": tokenizer_identity(cfg),
+        init = {"random": model_identity(cfg), "tokenizer": tokenizer_identity(cfg),
                 "max_len": cfg.data.max_len}  # positions, and so the fine-tuning length, follow max_len
     else:
         init = {"pretrain": pretrain_key}

@@ -38,6 +38,11 @@ class ModelSpec(Frozen):
     num_heads: int = Field(4, ge=1, le=128)  # attention heads; must divide hidden_size
     intermediate_size: int = Field(512, ge=8, le=65536)  # feed-forward width (4x hidden in RoBERTa)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # hidden and attention dropout, as in the paper
+    # Recipe settings (issue 26; each hashed only away from its default, so every earlier key stays): where the
+    # LayerNorms sit (post: RoBERTa/BERT; pre: before each sublayer plus one after the last block, saved as
+    # transformers' roberta-prelayernorm), and the standard deviation of the initial weights (RoBERTa: 0.02).
+    norm: Literal["post", "pre"] = "post"
+    init_range: float = Field(0.02, gt=0, le=1.0)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelSpec":
@@ -88,6 +93,7 @@ class PretrainSpec(Frozen):
     batch_size: int = Field(64, ge=1, le=1_000_000)  # sequences per optimizer step
     lr: float = Field(5e-4, gt=0, le=1.0)  # peak learning rate
     warmup_ratio: float = Field(0.06, ge=0, lt=1)  # linear warmup, then linear decay to 0
+    schedule: Literal["linear", "cosine"] = "linear"  # the decay after warmup: linear (RoBERTa) or cosine, to 0
     weight_decay: float = Field(0.01, ge=0, le=1)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.98, ge=0, lt=1)  # RoBERTa's 0.98 (BERT used 0.999)
@@ -106,11 +112,18 @@ class PretrainSpec(Frozen):
     steps_multiplier: float = Field(1.0, gt=0, le=1000)  # "pretrain longer" (Table 4): steps x this
     lr_multiplier: float = Field(1.0, gt=0, le=1000)
     micro_batch_size: Optional[int] = Field(None, ge=1)  # gradient accumulation chunk; None = whole batch at once
+    # A sequence-length schedule (BERT: 128 for 90% of the steps, then 512): the first short_fraction of the steps
+    # train on blocks of short_len tokens, max_len // short_len times as many per step (the same tokens per step),
+    # packed in the same format; the rest at max_len, which fine-tuning and the held-out score use. None: max_len only.
+    short_len: Optional[int] = Field(None, ge=8, le=4096)
+    short_fraction: float = Field(0.9, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _fractions(self) -> "PretrainSpec":
         if self.mask_token_frac + self.random_token_frac > 1 + 1e-9:
             raise ValueError("mask_token_frac + random_token_frac must be at most 1")
+        if self.short_len is None and "short_fraction" in self.model_fields_set:
+            raise ValueError("short_fraction needs short_len")
         if self.batch_multiplier > self.steps * self.steps_multiplier:
             raise ValueError(f"batch_multiplier ({self.batch_multiplier}) leaves no steps (steps {self.steps})")
         return self
@@ -128,6 +141,11 @@ class PretrainSpec(Frozen):
     @property
     def peak_lr(self) -> float:
         return self.lr * self.lr_multiplier
+
+    @property
+    def short_steps(self) -> int:
+        """Optimizer steps at short_len (0 without a length schedule)."""
+        return 0 if self.short_len is None else int(round(self.total_steps * self.short_fraction))
 
 
 class FinetuneSpec(Frozen):
@@ -246,7 +264,18 @@ class Config(Frozen):
         if self.pretrain.nsp and not FORMATS.get(self.data.format).pair:
             raise ValueError(f"pretrain.nsp needs a pair input format (segment_pair or sentence_pair), "
                              f"not {self.data.format}")
+        short = self.pretrain.short_len
+        if short is not None and (short >= self.data.max_len or self.data.max_len % short):
+            raise ValueError(f"pretrain.short_len ({short}) must be under data.max_len ({self.data.max_len}) "
+                             f"and divide it")
         return self
+
+    def short_config(self) -> Optional["Config"]:
+        """The config whose packed blocks the short phase of a length schedule trains on (data.max_len =
+        pretrain.short_len); None without a length schedule."""
+        if self.pretrain.short_len is None:
+            return None
+        return self.model_copy(update={"data": self.data.model_copy(update={"max_len": self.pretrain.short_len})})
 
     def training_flops(self, tokens: int, masked: int, vocab: int) -> float:
         """Training FLOPs: 6 x non-embedding params and the attention scores (QK^T, AV; fwd + bwd) per token,

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from tokenizers import Tokenizer
-from transformers import RobertaForQuestionAnswering, RobertaForSequenceClassification
+from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 from transformers.utils import logging as hf_logging
 
 from ablate import metrics as metric_lib
@@ -34,7 +34,7 @@ from ablate.study.cells import FinetuneCell
 from ablate.study.spec import RuntimeSpec
 from ablate.tasks import TASKS, TaskSpec, squad
 from ablate.tasks.data import task_data
-from ablate.train.trainer import autocast, linear_schedule, pick_device, set_threads
+from ablate.train.trainer import autocast, lr_schedule, pick_device, set_threads
 
 Progress = Callable[[int, int, Optional[float]], None]
 
@@ -99,14 +99,15 @@ def build_model(task: TaskSpec, checkpoint: Optional[Path], cell: FinetuneCell, 
     hf_logging.set_verbosity_error()  # the head is new by design: no load report
     hf_logging.disable_progress_bar()
     torch.manual_seed(cell.seed)  # the head (and the whole model for random init)
-    cls = RobertaForQuestionAnswering if task.kind == "span" else RobertaForSequenceClassification
+    # the Auto classes pick the post- or pre-LayerNorm model from the config's model type
+    cls = AutoModelForQuestionAnswering if task.kind == "span" else AutoModelForSequenceClassification
     extra = {"num_labels": task.num_labels}
     if task.kind == "regression":
         extra["problem_type"] = "regression"
     if checkpoint is None:
-        return cls(roberta_config(cell.config.model, cell.config.data, vocab, **extra))
+        return cls.from_config(roberta_config(cell.config.model, cell.config.data, vocab, **extra))
     model, info = cls.from_pretrained(str(checkpoint), output_loading_info=True, **extra)
-    lost = sorted(k for k in info["missing_keys"] if k.startswith("roberta."))
+    lost = sorted(k for k in info["missing_keys"] if k.startswith(model.base_model_prefix + "."))
     if lost or info["mismatched_keys"]:  # the encoder must come from the checkpoint, never silently fresh
         raise RuntimeError(f"checkpoint {checkpoint} did not fill the encoder: missing {lost[:3]}, "
                            f"mismatched {sorted(info['mismatched_keys'])[:3]}")
@@ -210,7 +211,7 @@ def train_loop(model, train: Examples, ft, lr: float, seed: int, device, progres
     lengths = np.array([len(x) for x in train.ids])
     steps_per_epoch = int(np.ceil(len(train.ids) / ft.batch_size))
     total = max(1, int(round(steps_per_epoch * ft.epochs)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(total, ft.warmup_ratio))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(total, ft.warmup_ratio))
     step, batches, curve, window = 0, [], [], []
     model.train()
     while step < total:

@@ -36,6 +36,15 @@ HELDOUT_SEED = 20190726  # one fixed set of held-out masks, shared by every vari
 Progress = Callable[[int, int, Optional[float]], None]  # (step, total, loss)
 
 
+@dataclass(frozen=True)
+class ShortPhase:
+    """The short blocks of a length schedule (pretrain.short_len): their packed corpus folder and the sequences per
+    step that give the same tokens per step as the full-length batch."""
+
+    corpus_dir: Path
+    batch_size: int
+
+
 @dataclass
 class LoopState:
     """What the training loop carries from step to step; saved with every mid-run checkpoint (as a dict)."""
@@ -60,11 +69,13 @@ class LoopState:
 
 def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runtime: RuntimeSpec,
              progress: Optional[Progress] = None, batch_size: Optional[int] = None,
-             token_chars: Optional[np.ndarray] = None) -> dict:
+             token_chars: Optional[np.ndarray] = None, short: Optional[ShortPhase] = None) -> dict:
     """Train one cell to the end and write its checkpoint; return its metrics.
 
     batch_size: sequences per step when the input format grows its batch to match a reference
     format's tokens per step (ablate.run.prepare.batch_size_for); default the spec's.
+    short: the short blocks the first pretrain.short_steps steps train on (a length schedule); needed exactly when
+    the spec sets short_len.
     """
     cfg, p = cell.config, cell.config.pretrain
     batch_size = batch_size or p.total_batch
@@ -74,20 +85,30 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
     train, heldout = load_corpus(corpus_dir, "train"), load_corpus(corpus_dir, "heldout")
     trainer = Trainer(cfg, vocab, device, cell.seed, compile=runtime.compile)
     stream = BatchStream(len(train.lengths), batch_size, cell.seed, p.masking, p.static_copies)
+    if (short is None) != (p.short_steps == 0):
+        raise ValueError("pretrain needs the short blocks exactly when the spec has a length schedule")
+    short_train = None if short is None else load_corpus(short.corpus_dir, "train")
+    short_stream = None if short is None else BatchStream(len(short_train.lengths), short.batch_size, cell.seed,
+                                                          p.masking, p.static_copies)
     curve = run.path / "loss.jsonl"
     state = _resume_or_start(trainer, run, curve, runtime)
     t0 = time.perf_counter() - state.wall
     last_save = time.perf_counter()
     for step in range(state.step, steps):
-        idx, epochs = stream.indices(step)
-        batch = make_batch(train, idx, epochs, cell.seed, cfg, vocab).to(device)
+        if step < p.short_steps:  # the length schedule's short phase: its own blocks and stream
+            idx, epochs = short_stream.indices(step)
+            batch = make_batch(short_train, idx, epochs, cell.seed, cfg, vocab).to(device)
+        else:
+            idx, epochs = stream.indices(step - p.short_steps)
+            batch = make_batch(train, idx, epochs, cell.seed, cfg, vocab).to(device)
         out = trainer.step(batch)
         loss = out["loss"].item()
         if not math.isfinite(loss):
             raise CellFailed(f"diverged at step {step}: training loss is {loss}")
         state.add(out, int(batch.attention_mask.sum()))
         if (step + 1) % runtime.log_every == 0 or step + 1 == steps:
-            _log_point(state, step + 1, trainer.lr(), (step + 1) * batch_size / len(train.lengths), curve)
+            _log_point(state, step + 1, trainer.lr(), _epoch(step + 1, p.short_steps, batch_size, len(train.lengths),
+                                                          short_stream), curve)
             if progress:
                 progress(step + 1, steps, state.last_loss)
         if _checkpoint_due(runtime, step + 1, time.perf_counter() - last_save) and step + 1 < steps:
@@ -106,7 +127,7 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
         "tokens_seen": state.tokens,
         "tokens_per_step": state.tokens / steps,
         "sequences_per_step": batch_size,
-        "epochs": steps * batch_size / len(train.lengths),
+        "epochs": _epoch(steps, p.short_steps, batch_size, len(train.lengths), short_stream),
         "peak_lr": p.peak_lr,
         "peak_memory_mb": peak_memory_mb(device),
         "flops": cfg.training_flops(state.tokens, state.masked, vocab),
@@ -116,6 +137,17 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
         "device": device.type,
         "threads": torch.get_num_threads(),
     }
+
+
+def _epoch(steps_done: int, short_steps: int, batch_size: int, n_blocks: int,
+           short_stream: Optional[BatchStream]) -> float:
+    """Passes over the training text so far: blocks read / blocks in the corpus, the short phase's counted in its
+    own (shorter, more numerous) blocks."""
+    if short_stream is None:
+        return steps_done * batch_size / n_blocks
+    in_short = min(steps_done, short_steps)
+    return (in_short * short_stream.batch_size / short_stream.n_blocks
+            + max(0, steps_done - short_steps) * batch_size / n_blocks)
 
 
 def _resume_or_start(trainer: Trainer, run: RunDir, curve: Path, runtime: RuntimeSpec) -> LoopState:

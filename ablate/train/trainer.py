@@ -8,6 +8,7 @@ loss function (measured: does not pay on CPU; benchmarks/compile_probe.py).
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 
 import torch
@@ -65,8 +66,9 @@ class Trainer:
         modules.train()
         self.params = list(modules.parameters())
         self.opt = make_optimizer(modules, cfg)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_schedule(cfg.pretrain.total_steps,
-                                                                                 cfg.pretrain.warmup_ratio))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_schedule(cfg.pretrain.total_steps,
+                                                                             cfg.pretrain.warmup_ratio,
+                                                                             cfg.pretrain.schedule))
         self.rng = DropoutRNG(seed)
         self.loss_fn = torch.compile(pretrain_losses, dynamic=True) if compile else pretrain_losses
 
@@ -96,14 +98,16 @@ class Trainer:
         return self.sched.get_last_lr()[0]
 
 
-def linear_schedule(total: int, warmup_ratio: float):
-    """Linear warmup over warmup_ratio of the steps, then linear decay to 0."""
+def lr_schedule(total: int, warmup_ratio: float, shape: str = "linear"):
+    """The learning rate as a fraction of its peak at each step (0-based): linear warmup over warmup_ratio of the
+    steps to 1.0, then a linear or cosine decay that reaches 0 one step after the last."""
     warm = max(1, int(round(total * warmup_ratio)))
 
     def f(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        return max(0.0, (total - step) / max(1, total - warm))
+        left = max(0.0, (total - step) / max(1, total - warm))  # 1.0 at the end of warmup, 0 after the last step
+        return left if shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
 
     return f
 

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from transformers import RobertaForMaskedLM
+from transformers import AutoModelForMaskedLM
 from transformers.utils import logging as hf_logging
 
 from ablate.data.vocab import MASK
@@ -101,7 +101,7 @@ def load_model(checkpoint: Optional[Path], cell: FinetuneCell, vocab: int):
     if checkpoint is None:
         torch.manual_seed(cell.seed)
         return build_mlm(cell.config.model, cell.config.data, vocab)
-    return RobertaForMaskedLM.from_pretrained(str(checkpoint))
+    return AutoModelForMaskedLM.from_pretrained(str(checkpoint))
 
 
 def score(cell: FinetuneCell, checkpoint: Optional[Path], tok, unigram_counts: np.ndarray,
