@@ -299,3 +299,22 @@ def test_scoring_after_each_epoch_changes_no_result():
     assert torch.equal(weights[0], weights[1])
     assert [e for e, _ in seen] == [1, 2] and steps == 15  # 5 steps an epoch; no score after the last (the final)
     assert [p["step"] for p in curve] == [10, 15] and all(p["loss"] > 0 for p in curve)
+
+
+def test_tune_on_train_scores_held_out_train_examples_and_keeps_the_fine_tuning_subset(tiny_data_root):
+    task = TASKS.get("sst2")
+    plain = task_data(task, FinetuneSpec(tasks=("sst2",), train_size=100))
+    tuned = task_data(task, FinetuneSpec(tasks=("sst2",), train_size=100, tune_on_train=50))
+    assert tuned.train["idx"] == plain.train["idx"]  # the same 100 examples are fine-tuned on
+    assert len(tuned.eval) == 50 and not set(tuned.eval["idx"]) & set(tuned.train["idx"])
+    assert set(tuned.eval["idx"]) <= set(load_split(task, "train")["idx"])  # scored on train examples, not validation
+    with pytest.raises(UserError, match="tune_on_train"):
+        task_data(task, FinetuneSpec(tasks=("sst2",), tune_on_train=200))  # the whole split (200 examples)
+
+
+def test_tune_on_train_moves_fine_tuning_keys_only_when_set():
+    base = Config(finetune=FinetuneSpec(tasks=("sst2", "blimp")))
+    tuned = Config(finetune=FinetuneSpec(tasks=("sst2", "blimp"), tune_on_train=500))
+    assert "tune_on_train" not in str(finetune_identity(base, "p", "sst2", 0))
+    assert finetune_identity(tuned, "p", "sst2", 0) != finetune_identity(base, "p", "sst2", 0)
+    assert finetune_identity(tuned, "p", "blimp", 0) == finetune_identity(base, "p", "blimp", 0)  # nothing trained

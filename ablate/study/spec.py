@@ -165,6 +165,10 @@ class FinetuneSpec(Frozen):
     # squad_v2); reports mark these tasks. Without it a missing train split is an error.
     train_from_validation: dict[str, float] = {}
     lr_by_task: dict[str, float] = {}  # task -> learning rate used instead of `lr` for that task
+    # Choosing fine-tuning settings without looking at the scored split: hold out this many examples of each task's
+    # train split (never among those fine-tuned on) and score those instead of the validation split. For tuning
+    # studies only; hashed only when set. Not for tasks fine-tuned from their validation split.
+    tune_on_train: Optional[int] = Field(None, ge=10)
     doc_stride: Optional[int] = Field(None, ge=1, le=2048)  # span tasks: context tokens shared by consecutive
     #                                                         windows over a long context; None = max_len // 4
     max_answer_len: int = Field(30, ge=1, le=1024)  # span tasks: longest answer decoded, in tokens

@@ -150,6 +150,18 @@ def task_data(task: TaskSpec, ft: "FinetuneSpec") -> TaskData:
         share = len(train_idx) / len(full)
         train_name = f"{task.eval_split}[{share:.1%} by {'/'.join(task.groups)}]"
         eval_name = f"{task.eval_split}[other {1 - share:.1%}]"
+    if ft.tune_on_train is not None and frac is None:
+        # the last tune_on_train examples of the subset permutation are scored; train_size takes the first ones,
+        # the same examples as without tuning wherever the split is large enough
+        order = np.random.default_rng(SUBSET_SEED).permutation(len(train))
+        if ft.tune_on_train >= len(train):
+            raise UserError(f"{task.name}: finetune.tune_on_train ({ft.tune_on_train}) leaves nothing of its "
+                            f"{len(train)} train examples to fine-tune on")
+        rest, dev = order[: len(train) - ft.tune_on_train], order[len(train) - ft.tune_on_train:]
+        if ft.train_size is not None:
+            rest = rest[: ft.train_size]
+        evaluation, eval_name = train.select(np.sort(dev)), f"{train_name}[{len(dev)} held out for tuning]"
+        return TaskData(train.select(np.sort(rest)), evaluation, f"{train_name}[{len(rest)}]", eval_name, False)
     if ft.train_size is not None and ft.train_size < len(train):
         keep = np.random.default_rng(SUBSET_SEED).permutation(len(train))[: ft.train_size]
         train = train.select(np.sort(keep))
