@@ -318,3 +318,14 @@ def test_tune_on_train_moves_fine_tuning_keys_only_when_set():
     assert "tune_on_train" not in str(finetune_identity(base, "p", "sst2", 0))
     assert finetune_identity(tuned, "p", "sst2", 0) != finetune_identity(base, "p", "sst2", 0)
     assert finetune_identity(tuned, "p", "blimp", 0) == finetune_identity(base, "p", "blimp", 0)  # nothing trained
+
+
+def test_random_init_lr_by_task_moves_only_the_controls_keys():
+    plain = Config(finetune=FinetuneSpec(tasks=("sst2", "cola"), lr=1e-3))
+    tuned = Config(finetune=FinetuneSpec(tasks=("sst2", "cola"), lr=1e-3, random_init_lr_by_task={"sst2": 3e-4}))
+    assert tuned.finetune.lr_for("sst2", random_init=True) == 3e-4 and tuned.finetune.lr_for("sst2") == 1e-3
+    assert tuned.finetune.lr_for("cola", random_init=True) == 1e-3
+    assert finetune_identity(tuned, "p", "sst2", 0) == finetune_identity(plain, "p", "sst2", 0)  # checkpoints: same
+    assert finetune_identity(tuned, None, "cola", 0) == finetune_identity(plain, None, "cola", 0)  # other task: same
+    assert finetune_identity(tuned, None, "sst2", 0)["finetune"]["lr"] == 3e-4
+    assert finetune_identity(plain, None, "sst2", 0)["finetune"]["lr"] == 1e-3

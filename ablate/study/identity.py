@@ -148,8 +148,9 @@ def finetune_identity(cfg: Config, pretrain_key: Optional[str], task: str, seed:
     ft = cfg.finetune.model_dump(mode="json")
     ft.pop("tasks")  # which other tasks run does not change this one
     ft.pop("random_init_control")
-    by_task_lr, from_validation = ft.pop("lr_by_task"), ft.pop("train_from_validation")
-    ft["lr"] = by_task_lr.get(task, ft["lr"])
+    ft.pop("lr_by_task"), ft.pop("random_init_lr_by_task")
+    from_validation = ft.pop("train_from_validation")
+    ft["lr"] = cfg.finetune.lr_for(task, random_init=pretrain_key is None)
     if task in from_validation:
         ft["train_from_validation"] = from_validation[task]
     span = {k: ft.pop(k) for k in SPAN_SETTINGS}

@@ -165,6 +165,9 @@ class FinetuneSpec(Frozen):
     # squad_v2); reports mark these tasks. Without it a missing train split is an error.
     train_from_validation: dict[str, float] = {}
     lr_by_task: dict[str, float] = {}  # task -> learning rate used instead of `lr` for that task
+    # task -> learning rate of the random-init control instead (tuned on its own, so the control stays fair); hashed
+    # into random-init cells only, and only when set
+    random_init_lr_by_task: dict[str, float] = {}
     # Choosing fine-tuning settings without looking at the scored split: hold out this many examples of each task's
     # train split (never among those fine-tuned on) and score those instead of the validation split. For tuning
     # studies only; hashed only when set. Not for tasks fine-tuned from their validation split.
@@ -205,7 +208,13 @@ class FinetuneSpec(Frozen):
                                  f"(got {frac})")
         return v
 
-    @field_validator("lr_by_task")
+    def lr_for(self, task: str, random_init: bool = False) -> float:
+        """The fine-tuning learning rate of one task, for a checkpoint or for the random-init control."""
+        if random_init and task in self.random_init_lr_by_task:
+            return self.random_init_lr_by_task[task]
+        return self.lr_by_task.get(task, self.lr)
+
+    @field_validator("lr_by_task", "random_init_lr_by_task")
     @classmethod
     def _lr_per_task(cls, v: dict[str, float]) -> dict[str, float]:
         for task, lr in v.items():

@@ -10,7 +10,7 @@ ablate.tasks.squad). The data come from ablate.tasks.data (the official splits, 
 validation split where finetune.train_from_validation says so).
 
 Recipe (the paper's, scaled down): AdamW (beta2 0.98, eps 1e-6), linear warmup over 6% of steps then
-linear decay, dynamic padding with length-grouped batches, the lr from finetune.lr_by_task or finetune.lr.
+linear decay, dynamic padding with length-grouped batches, the lr from FinetuneSpec.lr_for (per task, and for the random-init control).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def finetune(cell: FinetuneCell, checkpoint: Optional[Path], tok, runtime: Runti
     device = pick_device(runtime)
     max_len = min(ft.max_len, cell.config.data.max_len)  # positions exist only up to the pretraining length
     stride = ft.doc_stride or max_len // 4
-    lr = ft.lr_by_task.get(task.name, ft.lr)
+    lr = ft.lr_for(task.name, random_init=cell.pretrain_key is None)
     data = task_data(task, ft)
     train, _ = prepare(task, tok, data.train, max_len, stride, ft=ft)
     scored, windows = prepare(task, tok, data.eval, max_len, stride, with_targets=False, ft=ft)
