@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ablate.errors import UserError
 from ablate.study.scales import SCALE_PRESETS
 from ablate.study.spec import SCALES, Config, Seeds, StudyFile, StudySpec
-from ablate.study.yamlio import load_yaml
+from ablate.study.yamlio import parse_yaml, read_study_text
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -77,10 +77,12 @@ def _one_line(err: ValidationError, where: str, prefix: tuple[str, ...], lines: 
 def load_study(path: str | Path, scale: Optional[str] = None) -> StudySpec:
     """Load, merge and validate a study file for `scale` (default: the file's own)."""
     path = Path(path)
-    data, lines = load_yaml(path)
     where = str(path)
+    source = read_study_text(path)
+    data, lines = parse_yaml(source, where)
     if not isinstance(data, dict):
-        raise UserError(f"{where}: a study file must be a YAML mapping at the top level")
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise UserError(f"{where}:{lines.get((), 1)}: a study file must be a YAML mapping at the top level (got {got})")
     try:
         raw = StudyFile.model_validate(data)
     except ValidationError as err:
@@ -121,6 +123,6 @@ def load_study(path: str | Path, scale: Optional[str] = None) -> StudySpec:
         seeds=seeds,
         variants=variants,
         runtime=raw.runtime,
-        source=path.read_text(encoding="utf-8"),
+        source=source,
         path=str(path),
     )
