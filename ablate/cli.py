@@ -57,8 +57,8 @@ def _store(results: Optional[Path]) -> Store:
 @app.command()
 @user_errors
 def validate(studies: Annotated[list[Path], typer.Argument(help="Study files to check")]) -> None:
-    """Check study files at every scale without running anything."""
-    from ablate.study.cells import validate_study  # lazy: keeps `ablate --help` fast
+    """Check study files at every scale, and that their own scale fits in memory, without running anything."""
+    from ablate.run.budget import validate as validate_study  # lazy: keeps `ablate --help` fast
 
     for path in studies:
         spec, plan = validate_study(path)
