@@ -145,7 +145,8 @@ def ls(results: ResultsOpt = None) -> None:
         return
     for name in names:
         s = study_status(store, name)
-        typer.echo(f"{name} (scale {s['scale']}): {s['done']} done, {s['failed']} failed, {s['pending']} pending")
+        extra = "".join(f", {s[k]} {k}" for k in ("weights lost", "to copy") if s[k])
+        typer.echo(f"{name} (scale {s['scale']}): {s['done']} done, {s['failed']} failed, {s['pending']} pending{extra}")
 
 
 def main() -> None:  # pragma: no cover

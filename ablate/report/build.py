@@ -18,7 +18,7 @@ from ablate.errors import UserError
 from ablate.report.html import export_table, write_index, write_study_report
 from ablate.report.tables import study_comparisons, verdict_frame
 from ablate.run.status import study_plan
-from ablate.store import Store, read_json
+from ablate.store import RunDir, Store, read_json
 from ablate.study.cells import Plan
 
 
@@ -99,11 +99,14 @@ def compute_frame(store: Store, names: list[str]):
             wall = flops = 0.0
             machines, commits = set(), set()
             for path in sorted((store.study_dir(name) / stage).glob("*/metrics.json")):
-                labels = (read_json(path.parent / "spec.json") or {}).get("labels", {})
+                spec = read_json(path.parent / "spec.json")
+                labels = (spec.get("labels") if isinstance(spec, dict) else None) or {}
                 if labels.get("copied_from"):
                     copied += 1
                     continue
-                m = read_json(path) or {}
+                m = RunDir(path.parent).metrics()
+                if m is None:  # damaged: not done (a warning names it)
+                    continue
                 ran += 1
                 wall += cell_wall_s(m) or 0.0
                 flops += float(m.get("flops") or 0.0)

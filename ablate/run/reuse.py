@@ -46,7 +46,7 @@ def finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[Ru
     for other in sorted(p for p in store.root.iterdir() if p.is_dir() and p.name != study and not p.name.startswith("_")):
         run = RunDir(other / kind / cell.key)
         spec = read_json(run.path / "spec.json")
-        if not run.is_done() or spec is None or spec.get("identity") != identity:
+        if not isinstance(spec, dict) or spec.get("identity") != identity or not run.is_done():
             continue
         if kind == "pretrain" and not run.has_weights():
             continue  # weights are not committed: a clone's other studies cannot lend a checkpoint
@@ -62,7 +62,7 @@ def _same_pretraining(other: Path, cell: FinetuneCell) -> bool:
     if cell.pretrain_key is None:
         return True
     spec = read_json(other / "pretrain" / cell.pretrain_key / "spec.json")
-    return spec is not None and spec.get("identity") == _as_json(pretrain_identity(cell.config, cell.pretrain_seed))
+    return isinstance(spec, dict) and spec.get("identity") == _as_json(pretrain_identity(cell.config, cell.pretrain_seed))
 
 
 def _as_json(obj):
