@@ -51,7 +51,10 @@ def one_line(message: str, limit: int = 600) -> str:
 
 
 def _store(results: Optional[Path]) -> Store:
-    return Store(results_root(results))
+    root = results_root(results)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"results directory {root} is not a directory (--results, or $ABLATE_RESULTS_DIR)")
+    return Store(root)
 
 
 @app.command()

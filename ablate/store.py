@@ -116,7 +116,7 @@ class RunDir:
         """The cell's metrics, its digest checked; None when it has none, or none to trust (a warning says which)."""
         try:
             obj = json.loads(self.metrics_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError) as e:  # cut short, not UTF-8, not a file
             warn_once(self.metrics_path, f"unreadable ({e.__class__.__name__})")

@@ -69,9 +69,20 @@ def _cell_times(store: Store, plan: Plan):
 
 
 def build_reports(store: Store, out: Path) -> list[Path]:
+    """`ablate report`: every study's report under `out`; a report directory that cannot be written is one line."""
     names = store.studies()
     if not names:
         raise UserError(f"no studies in {store.root}: run `ablate run STUDY` first")
+    try:
+        return _build(store, names, out)
+    except OSError as e:
+        where = e.filename or out
+        raise UserError(f"cannot write the report to {where} ({e.strerror or e.__class__.__name__}): pass "
+                        f"--out a writable directory") from None
+
+
+def _build(store: Store, names: list[str], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)  # fails here, before any work, when out cannot be made
     written, entries, verdicts = [], [], []
     for name in names:
         plan = study_plan(store, name)

@@ -38,6 +38,15 @@ def reuse_finished(plan: Plan, store: Store) -> int:
     return n
 
 
+def finished_elsewhere_any(plan: Plan, store: Store):
+    """Each cell of the plan not done here that reuse_finished would copy in (lazily: `any` stops at the first)."""
+    cells = [("pretrain", c) for c in plan.pretrain] + [("finetune", c) for c in plan.finetune]
+    for kind, cell in cells:
+        here = store.pretrain(plan.study.name, cell.key) if kind == "pretrain" else store.finetune(plan.study.name, cell.key)
+        if not here.is_done() and finished_elsewhere(store, plan.study.name, kind, cell) is not None:
+            yield cell
+
+
 def finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[RunDir]:
     """A finished run of this cell (same key and recorded identity) in another study, that `run` can copy."""
     if not store.root.is_dir():
