@@ -51,14 +51,17 @@ def one_line(message: str, limit: int = 600) -> str:
 
 
 def _store(results: Optional[Path]) -> Store:
-    return Store(results_root(results))
+    root = results_root(results)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"results directory {root} is not a directory (--results, or $ABLATE_RESULTS_DIR)")
+    return Store(root)
 
 
 @app.command()
 @user_errors
 def validate(studies: Annotated[list[Path], typer.Argument(help="Study files to check")]) -> None:
-    """Check study files at every scale without running anything."""
-    from ablate.study.cells import validate_study  # lazy: keeps `ablate --help` fast
+    """Check study files at every scale, and that their own scale fits in memory, without running anything."""
+    from ablate.run.budget import validate as validate_study  # lazy: keeps `ablate --help` fast
 
     for path in studies:
         spec, plan = validate_study(path)
@@ -145,7 +148,8 @@ def ls(results: ResultsOpt = None) -> None:
         return
     for name in names:
         s = study_status(store, name)
-        typer.echo(f"{name} (scale {s['scale']}): {s['done']} done, {s['failed']} failed, {s['pending']} pending")
+        extra = "".join(f", {s[k]} {k}" for k in ("weights lost", "to copy") if s[k])
+        typer.echo(f"{name} (scale {s['scale']}): {s['done']} done, {s['failed']} failed, {s['pending']} pending{extra}")
 
 
 def main() -> None:  # pragma: no cover

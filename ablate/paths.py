@@ -48,6 +48,8 @@ def corpus_files(corpus: str, split: str) -> list[Path]:
     root = data_root()
     if root is None:
         raise UserError(f"corpus {corpus!r} is local only: set {DATA_ENV} to the data directory")
+    if not corpus or Path(corpus).is_absolute() or ".." in Path(corpus).parts:  # the schema refuses these too
+        raise UserError(f"corpus {corpus!r} must name a folder under the data root {root}")
     folder = root / corpus
     if not folder.is_dir():
         raise UserError(f"missing corpus directory {folder} (check {DATA_ENV})")

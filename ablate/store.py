@@ -1,7 +1,11 @@
 """The run store: results/<study>/{pretrain,finetune}/<key>/, content-addressed, written atomically.
 
 A run directory holds `spec.json` (its resolved identity), `log.txt`, and, once
-finished, `metrics.json` (the done marker, written last by temp file + rename).
+finished, `metrics.json` (the done marker, written last by temp file + rename) carrying
+the sha256 of its own canonical JSON, checked whenever the cell is read: a truncated,
+edited or malformed metrics.json is reported (a warning line naming it) and the cell is
+not done, so `ablate run` runs it again. Files written before the digest are read when
+they parse and have the shape of a cell's metrics.
 A failed run holds `error.json` instead; it is retried on the next `ablate run`.
 Checkpoints live in `checkpoint/` (git-ignored). Prepared data and tokenizers are
 shared by every study under results/_cache/.
@@ -9,8 +13,10 @@ shared by every study under results/_cache/.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -47,10 +53,43 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Optional[Any]:
+    """A JSON file's content; None when it is missing or unreadable (cut short, not UTF-8, not a file)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
         return None
+
+
+DIGEST_KEY = "_sha256"  # in metrics.json: the sha256 of the canonical JSON of every other key
+_warned: set[str] = set()
+
+
+def metrics_digest(metrics: dict) -> str:
+    return hashlib.sha256(json.dumps(metrics, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                                     default=str).encode("utf-8")).hexdigest()
+
+
+def metrics_problem(obj: Any, kind: str) -> Optional[str]:
+    """Why `obj`, read from a `kind` ("pretrain" or "finetune") cell's metrics.json, cannot be trusted; None if it can.
+    A file with a digest must match it; one without (written before digests) must have a cell's shape."""
+    if not isinstance(obj, dict) or not obj:
+        return f"not a cell's metrics (a JSON {type(obj).__name__}{'' if obj else ', empty'})"
+    if DIGEST_KEY in obj and obj[DIGEST_KEY] != metrics_digest({k: v for k, v in obj.items() if k != DIGEST_KEY}):
+        return "its digest does not match its content (edited or damaged)"
+    if kind == "finetune":
+        scores = obj.get("metrics")
+        if not isinstance(scores, dict) or not scores or not all(
+                isinstance(k, str) and (v is None or isinstance(v, (int, float)) and not isinstance(v, bool))
+                for k, v in scores.items()):
+            return "no 'metrics' mapping of scores"
+    return None
+
+
+def warn_once(path: Path, why: str) -> None:
+    """One warning line on stderr per damaged file and process: the cell is treated as not done."""
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        print(f"warning: {path}: {why}; the cell counts as not done (`ablate run` runs it again)", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -66,17 +105,33 @@ class RunDir:
         return self.path / "checkpoint"
 
     def is_done(self) -> bool:
-        return self.metrics_path.exists()
+        """Finished: metrics.json is there and can be trusted (see metrics)."""
+        return self.metrics() is not None
 
     def has_weights(self) -> bool:
         """A pretraining run's weights are here (they are never committed: a clone has none)."""
         return (self.checkpoint / "model.safetensors").exists()
 
     def metrics(self) -> Optional[dict]:
-        return read_json(self.metrics_path)
+        """The cell's metrics, its digest checked; None when it has none, or none to trust (a warning says which)."""
+        try:
+            obj = json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError) as e:  # cut short, not UTF-8, not a file
+            warn_once(self.metrics_path, f"unreadable ({e.__class__.__name__})")
+            return None
+        problem = metrics_problem(obj, self.path.parent.name)
+        if problem is not None:
+            warn_once(self.metrics_path, problem)
+            return None
+        return {k: v for k, v in obj.items() if k != DIGEST_KEY}
 
     def error(self) -> Optional[dict]:
-        return read_json(self.path / "error.json")
+        err = read_json(self.path / "error.json")
+        if err is None and (self.path / "error.json").exists():
+            return {"error": "error.json is unreadable", "kind": "error"}
+        return err if err is None or isinstance(err, dict) else {"error": str(err)[:200], "kind": "error"}
 
     def begin(self, identity: dict, labels: dict) -> None:
         """Create the directory, record the spec, clear a previous failure."""
@@ -85,7 +140,9 @@ class RunDir:
         (self.path / "error.json").unlink(missing_ok=True)
 
     def finish(self, metrics: dict) -> None:
-        atomic_write_json(self.metrics_path, metrics)
+        """Mark the cell done: its metrics, and the digest of them as written (JSON types), written last."""
+        plain = json.loads(json.dumps(metrics, default=str))
+        atomic_write_json(self.metrics_path, {**plain, DIGEST_KEY: metrics_digest(plain)})
 
     def fail(self, message: str, kind: str) -> None:
         atomic_write_json(self.path / "error.json", {"error": message, "kind": kind, "time": time.time()})

@@ -82,7 +82,7 @@ def main() -> None:
     folder = store.study_dir(args.study)
     scale = args.scale or (read_json(folder / "last_run.json") or {}).get("scale")
     spec = load_study(folder / "study.yaml", scale)
-    cells = [c for c in expand(spec).pretrain if (store.pretrain(spec.name, c.key).path / "metrics.json").exists()]
+    cells = [c for c in expand(spec).pretrain if store.pretrain(spec.name, c.key).is_done()]
     if not cells:
         sys.exit(f"no finished pretraining in {folder}")
     reference = [reference_config(c.config, args.reference) for c in cells]
@@ -93,7 +93,7 @@ def main() -> None:
     for c in cells:
         run = store.pretrain(spec.name, c.key)
         rows.append({"variant": c.variant, "seed": c.seed, "key": c.key, "format": c.config.data.format,
-                     "own_ppl": read_json(run.path / "metrics.json")["heldout_ppl"],
+                     "own_ppl": run.metrics()["heldout_ppl"],
                      **score(run.checkpoint, reference[0], blocks, args.batch_size)})
         print(f"{c.variant:24s} seed {c.seed}: own-format ppl {rows[-1]['own_ppl']:8.1f}   "
               f"{args.reference} ppl {rows[-1]['shared_ppl']:8.1f}", flush=True)

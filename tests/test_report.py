@@ -26,7 +26,7 @@ from ablate.report.tables import verdict_frame
 from ablate.analysis.results import CURVE_COLUMNS, PRETRAIN_COLUMNS, SCORE_COLUMNS, StudyResults
 from ablate.study.load import load_study
 from ablate.study.spec import Config, RuntimeSpec, Seeds, StudySpec
-from ablate.store import Store, atomic_write_json
+from ablate.store import RunDir, Store, atomic_write_json
 from ablate.tasks import TASKS
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
@@ -512,9 +512,9 @@ def test_compute_table_counts_each_computation_once(tmp_path):
     spec["labels"]["copied_from"] = "masking"
     pre[0].write_text(json.dumps(spec))
     resumed = sorted((store.study_dir("masking") / "pretrain").glob("*/metrics.json"))[0]
-    m = json.loads(resumed.read_text())
+    m = RunDir(resumed.parent).metrics()
     m.update(wall_s=3600.0, wall_total_s=600.0)  # the last attempt alone took 600 s
-    resumed.write_text(json.dumps(m))
+    RunDir(resumed.parent).finish(m)
     df = compute_frame(store, store.studies()).reset_index()
 
     def at(study, stage):

@@ -18,7 +18,7 @@ from ablate.errors import UserError
 from ablate.report.html import export_table, write_index, write_study_report
 from ablate.report.tables import study_comparisons, verdict_frame
 from ablate.run.status import study_plan
-from ablate.store import Store, read_json
+from ablate.store import RunDir, Store, read_json
 from ablate.study.cells import Plan
 
 
@@ -69,9 +69,20 @@ def _cell_times(store: Store, plan: Plan):
 
 
 def build_reports(store: Store, out: Path) -> list[Path]:
+    """`ablate report`: every study's report under `out`; a report directory that cannot be written is one line."""
     names = store.studies()
     if not names:
         raise UserError(f"no studies in {store.root}: run `ablate run STUDY` first")
+    try:
+        return _build(store, names, out)
+    except OSError as e:
+        where = e.filename or out
+        raise UserError(f"cannot write the report to {where} ({e.strerror or e.__class__.__name__}): pass "
+                        f"--out a writable directory") from None
+
+
+def _build(store: Store, names: list[str], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)  # fails here, before any work, when out cannot be made
     written, entries, verdicts = [], [], []
     for name in names:
         plan = study_plan(store, name)
@@ -99,11 +110,14 @@ def compute_frame(store: Store, names: list[str]):
             wall = flops = 0.0
             machines, commits = set(), set()
             for path in sorted((store.study_dir(name) / stage).glob("*/metrics.json")):
-                labels = (read_json(path.parent / "spec.json") or {}).get("labels", {})
+                spec = read_json(path.parent / "spec.json")
+                labels = (spec.get("labels") if isinstance(spec, dict) else None) or {}
                 if labels.get("copied_from"):
                     copied += 1
                     continue
-                m = read_json(path) or {}
+                m = RunDir(path.parent).metrics()
+                if m is None:  # damaged: not done (a warning names it)
+                    continue
                 ran += 1
                 wall += cell_wall_s(m) or 0.0
                 flops += float(m.get("flops") or 0.0)

@@ -19,7 +19,10 @@ from ablate.errors import UserError
 def results_lock(root: Path, wait: bool = False, poll_s: float = 2.0) -> Iterator[None]:
     """One `ablate run` per results directory: a second one refuses at once naming the holder (or, with
     wait, polls until the holder is done); a lock left by a dead process is taken over."""
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the results directory {root} ({e.strerror or e.__class__.__name__})") from None
     lock = root / ".lock"
     while True:
         try:
@@ -34,6 +37,9 @@ def results_lock(root: Path, wait: bool = False, poll_s: float = 2.0) -> Iterato
                 raise UserError(f"{root} is in use by another `ablate run` ({holder}); wait for it to finish, "
                                 f"or pass --wait") from None
             time.sleep(poll_s)
+        except OSError as e:  # read-only, no permission: `run` has cells to write there
+            raise UserError(f"cannot write to the results directory {root} ({e.strerror or e.__class__.__name__}); "
+                            f"cells are pending, so `ablate run` needs it writable") from None
     try:
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)

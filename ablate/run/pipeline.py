@@ -25,8 +25,8 @@ from ablate.run.jobs import CellContext, Job, jobs
 from ablate.run.lock import results_lock
 from ablate.run.progress import Reporter
 from ablate.run.ray import RAY_INSTALL, RayExecutor, ray_available
-from ablate.run.reuse import reuse_finished
-from ablate.store import Store, atomic_write_json, atomic_write_text
+from ablate.run.reuse import finished_elsewhere_any, reuse_finished
+from ablate.store import Store, atomic_write_json, atomic_write_text, read_json
 from ablate.study.cells import Plan, expand
 from ablate.study.load import load_study
 from ablate.study.spec import StudySpec
@@ -108,6 +108,26 @@ def _record_study(store: Store, plan: Plan) -> None:
     atomic_write_json(folder / "last_run.json", {"scale": plan.study.scale, "study_file": plan.study.path})
 
 
+def _nothing_to_do(plan: Plan, store: Store, force: bool) -> bool:
+    """Every cell finished here and the study recorded as it is: `run` writes nothing, so it needs no lock (a
+    finished results directory may be read-only)."""
+    if force or jobs(plan, store, force) or any(finished_elsewhere_any(plan, store)):
+        return False
+    folder = store.study_dir(plan.study.name)
+    last = read_json(folder / "last_run.json")
+    try:
+        recorded = (folder / "study.yaml").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return False
+    return recorded == plan.study.source and isinstance(last, dict) and last.get("scale") == plan.study.scale
+
+
+def _check_results_dir(root: Path) -> None:
+    """A results directory that is not one, or cannot be made: one line, before any work."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"results directory {root} is not a directory (--results, or $ABLATE_RESULTS_DIR)")
+
+
 def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Reporter] = None, wait: bool = False,
         executor=None) -> dict:
     """Run every pending cell of the plan; return counts of done/skipped/failed cells.
@@ -115,7 +135,11 @@ def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Report
     executor: where cells run (ablate.run.executors: LocalExecutor, the default, one after another in this
     process; JobsExecutor; ablate.run.ray.RayExecutor). This process holds the results lock throughout, whichever it is.
     """
+    _check_results_dir(store.root)
     preflight(plan)
+    cells = len({c.key for c in plan.pretrain} | {c.key for c in plan.finetune})
+    if _nothing_to_do(plan, store, force):
+        return {"ran": 0, "skipped": cells, "failed": 0, "reused": 0}
     reporter = reporter or Reporter(enabled=False)
     executor = executor or LocalExecutor()
     with results_lock(store.root, wait=wait):
@@ -124,8 +148,7 @@ def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Report
         reused = 0 if force else reuse_finished(plan, store)
         counts = drive(jobs(plan, store, force), store, ctx, reporter, executor)
     counts["reused"] = reused
-    counts["skipped"] = (len({c.key for c in plan.pretrain} | {c.key for c in plan.finetune})
-                         - counts["ran"] - counts["failed"] - reused)
+    counts["skipped"] = cells - counts["ran"] - counts["failed"] - reused
     return counts
 
 

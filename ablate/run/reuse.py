@@ -38,6 +38,15 @@ def reuse_finished(plan: Plan, store: Store) -> int:
     return n
 
 
+def finished_elsewhere_any(plan: Plan, store: Store):
+    """Each cell of the plan not done here that reuse_finished would copy in (lazily: `any` stops at the first)."""
+    cells = [("pretrain", c) for c in plan.pretrain] + [("finetune", c) for c in plan.finetune]
+    for kind, cell in cells:
+        here = store.pretrain(plan.study.name, cell.key) if kind == "pretrain" else store.finetune(plan.study.name, cell.key)
+        if not here.is_done() and finished_elsewhere(store, plan.study.name, kind, cell) is not None:
+            yield cell
+
+
 def finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[RunDir]:
     """A finished run of this cell (same key and recorded identity) in another study, that `run` can copy."""
     if not store.root.is_dir():
@@ -46,7 +55,7 @@ def finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[Ru
     for other in sorted(p for p in store.root.iterdir() if p.is_dir() and p.name != study and not p.name.startswith("_")):
         run = RunDir(other / kind / cell.key)
         spec = read_json(run.path / "spec.json")
-        if not run.is_done() or spec is None or spec.get("identity") != identity:
+        if not isinstance(spec, dict) or spec.get("identity") != identity or not run.is_done():
             continue
         if kind == "pretrain" and not run.has_weights():
             continue  # weights are not committed: a clone's other studies cannot lend a checkpoint
@@ -62,7 +71,7 @@ def _same_pretraining(other: Path, cell: FinetuneCell) -> bool:
     if cell.pretrain_key is None:
         return True
     spec = read_json(other / "pretrain" / cell.pretrain_key / "spec.json")
-    return spec is not None and spec.get("identity") == _as_json(pretrain_identity(cell.config, cell.pretrain_seed))
+    return isinstance(spec, dict) and spec.get("identity") == _as_json(pretrain_identity(cell.config, cell.pretrain_seed))
 
 
 def _as_json(obj):

@@ -63,7 +63,8 @@ def plan_rows(plan: Plan, store: Store) -> tuple[list[dict], str]:
 def study_plan(store: Store, name: str) -> Plan:
     """The plan of a study as last run: its recorded study file at its recorded scale."""
     folder = store.study_dir(name)
-    last = read_json(folder / "last_run.json") or {}
+    last = read_json(folder / "last_run.json")
+    last = last if isinstance(last, dict) else {}
     try:
         spec = load_study(folder / "study.yaml", last.get("scale"))
     except UserError as e:
@@ -74,11 +75,13 @@ def study_plan(store: Store, name: str) -> Plan:
 
 
 def study_status(store: Store, name: str) -> dict:
+    """`ablate ls`: a study's cells by status: done, failed, pending, weights lost (to pretrain again) and
+    to copy (finished in another study: `in <study>` in `ablate plan`)."""
     plan = study_plan(store, name)
     rows, _ = plan_rows(plan, store)
-    out = {"scale": plan.study.scale, "done": 0, "failed": 0, "pending": 0}
+    out = {"scale": plan.study.scale, "done": 0, "failed": 0, "pending": 0, "weights lost": 0, "to copy": 0}
     for r in rows:
-        out[r["status"]] += 1
+        out["to copy" if r["status"].startswith("in ") else r["status"]] += 1
     return out
 
 

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from ablate.errors import UserError
 from ablate.study.scales import SCALE_PRESETS
-from ablate.study.spec import SCALES, Config, Seeds, StudyFile, StudySpec
-from ablate.study.yamlio import load_yaml
+from ablate.study.spec import SCALES, AtKeys, Config, Seeds, StudyFile, StudySpec
+from ablate.study.yamlio import parse_yaml, read_study_text
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -34,30 +34,40 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fmt_loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc)
+    """A key path as text, control characters escaped (a key may be "a\\n"): errors stay one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in ".".join(str(p) for p in loc))
 
 
-def _one_line(err: ValidationError, where: str, prefix: tuple[str, ...], lines: dict, layers=None) -> UserError:
-    """Turn the first pydantic error into `file:line: key.path: message`."""
-    e = err.errors()[0]
-    loc = tuple(str(p) for p in e["loc"])
-    path = prefix + loc
-    # Which layer of the file set this key? Search the latest override first.
-    if layers:
-        for layer_prefix in layers:
-            cand = layer_prefix + loc
-            for n in range(len(cand), len(layer_prefix), -1):
-                if cand[:n] in lines:
-                    path = cand
-                    break
-            else:
-                continue
-            break
-    line = None
+Loc = tuple[str, ...]
+
+
+def locate(lines: dict[Loc, int], layers: list[Loc], candidates: list[Loc]) -> tuple[Loc, Optional[int]]:
+    """Where a setting was written: the first layer (most specific first) that writes one of `candidates` (key
+    paths below a layer), as (full key path, line). Written nowhere (a preset or a default set it): the first
+    candidate under the first layer, at the line of the longest part of that path the file has."""
+    for layer in layers:
+        for cand in candidates:
+            if layer + cand in lines:
+                return layer + cand, lines[layer + cand]
+    path = layers[0] + candidates[0]
     for n in range(len(path), -1, -1):
         if path[:n] in lines:
-            line = lines[path[:n]]
-            break
+            return path, lines[path[:n]]
+    return path, None
+
+
+def variant_layers(name: str, scale: str) -> list[Loc]:
+    """The layers of the file that make up a variant's config, the one that wins first."""
+    return [("variants", name), ("scales", scale), ("base",)]
+
+
+def _one_line(err: ValidationError, where: str, lines: dict, layers: list[Loc]) -> UserError:
+    """Turn the first pydantic error into `file:line: key.path: message`, at the layer that wrote the key."""
+    e = err.errors()[0]
+    loc = tuple(str(p) for p in e["loc"] if p != "[key]")
+    cause = (e.get("ctx") or {}).get("error")
+    candidates = [loc + k for k in cause.keys] if isinstance(cause, AtKeys) else [loc]
+    path, line = locate(lines, layers, candidates)
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
         parent = _fmt_loc(path[:-1]) or "top level"
@@ -66,7 +76,7 @@ def _one_line(err: ValidationError, where: str, prefix: tuple[str, ...], lines: 
         msg = "required key is missing"
     elif e["type"].startswith("literal_error"):
         msg = msg.replace("Input should be", "must be one of:")
-    elif isinstance(e.get("input"), (int, float, str)) and len(str(e.get("input"))) < 60:
+    elif isinstance(e.get("input"), (int, float, str)) and len(str(e.get("input"))) < 60 and repr(e["input"]) not in msg:
         msg = f"{msg} (got {e['input']!r})"
     msg = msg.replace("Value error, ", "")
     where_line = f"{where}:{line}" if line else where
@@ -74,17 +84,27 @@ def _one_line(err: ValidationError, where: str, prefix: tuple[str, ...], lines: 
     return UserError(f"{where_line}: {key}: {msg}")
 
 
+def written_at(spec: StudySpec, variant: str, candidates: list[Loc]) -> str:
+    """`file:line: key.path` of the first of `candidates` (key paths in a variant's config) that the study file
+    writes for `variant` (in the variant, the scale override, or the base), for errors found after loading."""
+    _, lines = parse_yaml(spec.source, spec.path)
+    path, line = locate(lines, variant_layers(variant, spec.scale), candidates)
+    return f"{spec.path}{f':{line}' if line else ''}: {_fmt_loc(path)}"
+
+
 def load_study(path: str | Path, scale: Optional[str] = None) -> StudySpec:
     """Load, merge and validate a study file for `scale` (default: the file's own)."""
     path = Path(path)
-    data, lines = load_yaml(path)
     where = str(path)
+    source = read_study_text(path)
+    data, lines = parse_yaml(source, where)
     if not isinstance(data, dict):
-        raise UserError(f"{where}: a study file must be a YAML mapping at the top level")
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise UserError(f"{where}:{lines.get((), 1)}: a study file must be a YAML mapping at the top level (got {got})")
     try:
         raw = StudyFile.model_validate(data)
     except ValidationError as err:
-        raise _one_line(err, where, (), lines) from None
+        raise _one_line(err, where, lines, [()]) from None
     except UserError as err:
         raise UserError(f"{where}: {err}") from None
     if scale is not None and scale not in SCALES:
@@ -101,15 +121,14 @@ def load_study(path: str | Path, scale: Optional[str] = None) -> StudySpec:
         try:
             seeds = Seeds.model_validate(deep_merge(raw.seeds.model_dump(), scale_over.pop("seeds")))
         except ValidationError as err:
-            raise _one_line(err, where, ("scales", scale, "seeds"), lines) from None
+            raise _one_line(err, where, lines, [("scales", scale, "seeds"), ("seeds",)]) from None
     variants: dict[str, Config] = {}
     for name, over in raw.variants.items():
         merged = deep_merge(deep_merge(deep_merge(preset, raw.base), scale_over), over or {})
         try:
             variants[name] = Config.model_validate(merged)
         except ValidationError as err:
-            layers = [("variants", name), ("scales", scale), ("base",)]
-            raise _one_line(err, where, ("variants", name), lines, layers) from None
+            raise _one_line(err, where, lines, variant_layers(name, scale)) from None
         except UserError as err:
             raise UserError(f"{where}: variants.{name}: {err}") from None
     return StudySpec(
@@ -121,6 +140,6 @@ def load_study(path: str | Path, scale: Optional[str] = None) -> StudySpec:
         seeds=seeds,
         variants=variants,
         runtime=raw.runtime,
-        source=path.read_text(encoding="utf-8"),
+        source=source,
         path=str(path),
     )

@@ -14,20 +14,78 @@ sit below this module.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Optional
+import types
+import typing
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ablate.data.formats import FORMATS
+from ablate.errors import UserError
 from ablate.tasks import TASKS
 
 SCALES = ("tiny", "cpu", "paper")
 Scale = Literal["tiny", "cpu", "paper"]
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # matched in full (re.fullmatch): "a\n" is not a name
+CORPUS_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # each part of a corpus path under the data root
+
+
+def _kinds(annotation) -> set[type]:
+    """The plain types an annotation admits, through Optional, tuples, lists and dict values."""
+    if annotation in (int, float, bool, str):
+        return {annotation}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType, tuple, list):
+        return set().union(*(_kinds(a) for a in args if a is not Ellipsis))
+    if origin is dict and len(args) == 2:
+        return _kinds(args[1])
+    return set()
+
+
+class AtKeys(ValueError):
+    """A check of several settings together, raised where it runs (a section, or the whole config) but written at
+    one of `keys` (dotted, below the section): the error names the one written last (ablate.study.load)."""
+
+    def __init__(self, keys: tuple, message: str):
+        super().__init__(message)
+        self.keys = tuple(tuple(k.split(".")) if isinstance(k, str) else tuple(k) for k in keys)
+
+
+def _registered(registry):
+    """A str checked against a registry: a ValueError (with did-you-mean) at the name's own key path and line."""
+
+    def check(name: str) -> str:
+        try:
+            registry.get(name)
+        except UserError as e:
+            raise ValueError(str(e)) from None
+        return name
+
+    return AfterValidator(check)
+
+
+TaskName = Annotated[str, _registered(TASKS)]
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_lax_scalars(cls, v: Any, info: ValidationInfo) -> Any:
+        """Numbers are numbers and switches are booleans: `true` is not seed 1, "10" is not 10 steps, 1 is not
+        on (pydantic's lax mode would take each)."""
+        kinds = _kinds(cls.model_fields[info.field_name].annotation)
+        items = list(v.values()) if isinstance(v, dict) else list(v) if isinstance(v, (list, tuple)) else [v]
+        got = "" if items == [v] else " (got {v!r})"  # a scalar's value is shown by the error's formatter
+        for item in items:
+            if kinds & {int, float} and (isinstance(item, bool) or isinstance(item, str) and str not in kinds):
+                what = "an integer" if float not in kinds else "a number"
+                raise ValueError(f"must be {what}, not {'a boolean' if isinstance(item, bool) else 'text'}"
+                                 f"{got.format(v=item)}")
+            if kinds == {bool} and not isinstance(item, bool):
+                raise ValueError(f"must be true or false{got.format(v=item)}")
+        return v
 
 
 class ModelSpec(Frozen):
@@ -47,7 +105,8 @@ class ModelSpec(Frozen):
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelSpec":
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
+            raise AtKeys(("num_heads", "hidden_size"),
+                         f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
         return self
 
     def non_embedding_params(self) -> int:
@@ -60,7 +119,7 @@ class ModelSpec(Frozen):
 class DataSpec(Frozen):
     """Pretraining text, tokenizer and input format."""
 
-    corpus: str = "corpus"  # dataset name resolved through the data root (see ablate.paths)
+    corpus: str = "corpus"  # a folder under the data root (see ablate.paths): a name or a relative path within it
     tokenizer: Literal["byte_bpe", "wordpiece"] = "byte_bpe"  # RoBERTa's byte-level BPE, or BERT's WordPiece
     vocab_size: int = Field(8192, ge=300, le=262144)
     tokenizer_train_chars: int = Field(20_000_000, ge=10_000)  # characters of train text the tokenizer learns from
@@ -82,7 +141,19 @@ class DataSpec(Frozen):
     @field_validator("format")
     @classmethod
     def _format_known(cls, v: str) -> str:
-        FORMATS.get(v)  # raises UserError with did-you-mean
+        try:
+            FORMATS.get(v)
+        except UserError as e:  # with did-you-mean; a ValueError names the key and its line
+            raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("corpus")
+    @classmethod
+    def _corpus_under_data_root(cls, v: str) -> str:
+        parts = v.split("/")
+        if not v or v.startswith("/") or not all(re.fullmatch(CORPUS_RE, p) for p in parts) or ".." in parts:
+            raise ValueError(f"must name a folder under the data root ({CORPUS_RE} parts joined by '/', no '..', "
+                             f"not absolute; got {v!r})")
         return v
 
 
@@ -121,11 +192,12 @@ class PretrainSpec(Frozen):
     @model_validator(mode="after")
     def _fractions(self) -> "PretrainSpec":
         if self.mask_token_frac + self.random_token_frac > 1 + 1e-9:
-            raise ValueError("mask_token_frac + random_token_frac must be at most 1")
+            raise AtKeys(("random_token_frac", "mask_token_frac"), "mask_token_frac + random_token_frac must be at most 1")
         if self.short_len is None and "short_fraction" in self.model_fields_set:
-            raise ValueError("short_fraction needs short_len")
+            raise AtKeys(("short_fraction",), "short_fraction needs short_len")
         if self.batch_multiplier > self.steps * self.steps_multiplier:
-            raise ValueError(f"batch_multiplier ({self.batch_multiplier}) leaves no steps (steps {self.steps})")
+            raise AtKeys(("batch_multiplier", "steps", "steps_multiplier"),
+                         f"batch_multiplier ({self.batch_multiplier}) leaves no steps (steps {self.steps})")
         return self
 
     @property
@@ -151,7 +223,7 @@ class PretrainSpec(Frozen):
 class FinetuneSpec(Frozen):
     """Fine-tuning every checkpoint on downstream tasks."""
 
-    tasks: tuple[str, ...] = ("sst2", "mrpc")
+    tasks: tuple[TaskName, ...] = ("sst2", "mrpc")
     train_size: Optional[int] = Field(None, ge=10)  # examples of the train split used; None = all
     epochs: float = Field(3.0, gt=0, le=100)
     lr: float = Field(1e-4, gt=0, le=1.0)
@@ -163,11 +235,11 @@ class FinetuneSpec(Frozen):
     # task -> fraction of its validation split to fine-tune on; the rest is scored, whole groups of examples
     # sharing text on one side (SQuAD: articles). For tasks with no local train split (mnli, qnli, squad,
     # squad_v2); reports mark these tasks. Without it a missing train split is an error.
-    train_from_validation: dict[str, float] = {}
-    lr_by_task: dict[str, float] = {}  # task -> learning rate used instead of `lr` for that task
+    train_from_validation: dict[TaskName, float] = {}
+    lr_by_task: dict[TaskName, float] = {}  # task -> learning rate used instead of `lr` for that task
     # task -> learning rate of the random-init control instead (tuned on its own, so the control stays fair); hashed
     # into random-init cells only, and only when set
-    random_init_lr_by_task: dict[str, float] = {}
+    random_init_lr_by_task: dict[TaskName, float] = {}
     # Choosing fine-tuning settings without looking at the scored split: hold out this many examples of each task's
     # train split (never among those fine-tuned on) and score those instead of the validation split. For tuning
     # studies only; hashed only when set. Not for tasks fine-tuned from their validation split.
@@ -192,8 +264,6 @@ class FinetuneSpec(Frozen):
     def _tasks_known(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
         if not tasks:
             raise ValueError("at least one task is needed")
-        for t in tasks:
-            TASKS.get(t)  # raises UserError with did-you-mean
         if len(set(tasks)) != len(tasks):
             raise ValueError("tasks must not repeat")
         return tasks
@@ -202,10 +272,9 @@ class FinetuneSpec(Frozen):
     @classmethod
     def _fractions_per_task(cls, v: dict[str, float]) -> dict[str, float]:
         for task, frac in v.items():
-            TASKS.get(task)
             if not 0.05 <= frac <= 0.95:
-                raise ValueError(f"{task}: the fine-tuning share of the validation split must be in [0.05, 0.95] "
-                                 f"(got {frac})")
+                raise AtKeys((task,), f"the fine-tuning share of the validation split must be in [0.05, 0.95] "
+                                      f"(got {frac})")
         return v
 
     def lr_for(self, task: str, random_init: bool = False) -> float:
@@ -218,15 +287,15 @@ class FinetuneSpec(Frozen):
     @classmethod
     def _lr_per_task(cls, v: dict[str, float]) -> dict[str, float]:
         for task, lr in v.items():
-            TASKS.get(task)
             if not 0 < lr <= 1.0:
-                raise ValueError(f"{task}: learning rate must be in (0, 1] (got {lr})")
+                raise AtKeys((task,), f"learning rate must be in (0, 1] (got {lr})")
         return v
 
     @model_validator(mode="after")
     def _stride_fits(self) -> "FinetuneSpec":
         if self.doc_stride is not None and self.doc_stride >= self.max_len // 2:
-            raise ValueError(f"doc_stride ({self.doc_stride}) must be under half of max_len ({self.max_len})")
+            raise AtKeys(("doc_stride", "max_len"),
+                         f"doc_stride ({self.doc_stride}) must be under half of max_len ({self.max_len})")
         return self
 
 
@@ -275,12 +344,12 @@ class Config(Frozen):
     @model_validator(mode="after")
     def _cross(self) -> "Config":
         if self.pretrain.nsp and not FORMATS.get(self.data.format).pair:
-            raise ValueError(f"pretrain.nsp needs a pair input format (segment_pair or sentence_pair), "
-                             f"not {self.data.format}")
+            raise AtKeys(("pretrain.nsp", "data.format"), f"pretrain.nsp needs a pair input format (segment_pair "
+                                                          f"or sentence_pair), not {self.data.format}")
         short = self.pretrain.short_len
         if short is not None and (short >= self.data.max_len or self.data.max_len % short):
-            raise ValueError(f"pretrain.short_len ({short}) must be under data.max_len ({self.data.max_len}) "
-                             f"and divide it")
+            raise AtKeys(("pretrain.short_len", "data.max_len"), f"pretrain.short_len ({short}) must be under "
+                                                                 f"data.max_len ({self.data.max_len}) and divide it")
         return self
 
     def short_config(self) -> Optional["Config"]:
@@ -317,7 +386,7 @@ class StudySpec(Frozen):
 class StudyFile(Frozen):
     """The raw study file, before merging (overrides stay plain dicts, checked when merged)."""
 
-    name: str = Field(pattern=NAME_RE)
+    name: str
     description: str = Field(min_length=1, max_length=10_000)
     paper_table: Optional[str] = Field(None, max_length=200)
     scale: Scale = "cpu"
@@ -328,20 +397,28 @@ class StudyFile(Frozen):
     seeds: Seeds = Seeds()
     runtime: RuntimeSpec = RuntimeSpec()
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(NAME_RE, v):
+            raise ValueError(f"study name {v!r} must match {NAME_RE} in full")
+        return v
+
     @field_validator("variants")
     @classmethod
     def _variants(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not v:
             raise ValueError("at least one variant is needed")
         for name, body in v.items():
-            if not re.match(NAME_RE, str(name)):
-                raise ValueError(f"variant name {name!r} must match {NAME_RE}")
+            if not re.fullmatch(NAME_RE, str(name)):
+                raise AtKeys(((str(name),),), f"variant name {name!r} must match {NAME_RE} in full")
             if name == "random-init":
-                raise ValueError("'random-init' is reserved for the random-init control")
+                raise AtKeys(((name,),), "'random-init' is reserved for the random-init control")
         return v
 
     @model_validator(mode="after")
     def _baseline_known(self) -> "StudyFile":
         if self.baseline not in self.variants:
-            raise ValueError(f"baseline {self.baseline!r} is not a variant (variants: {', '.join(self.variants)})")
+            raise AtKeys(("baseline",), f"baseline {self.baseline!r} is not a variant "
+                                        f"(variants: {', '.join(self.variants)})")
         return self
