@@ -109,3 +109,11 @@ def test_validate_checks_the_memory_a_step_needs_naming_the_key(tmp_path, monkey
     assert "GiB" in lines[0]
     path.write_text(GOOD)
     assert CliRunner().invoke(app, ["validate", str(path)]).exit_code == 0
+
+
+def test_exponents_without_a_dot_are_numbers_not_text():
+    """YAML 1.1 reads 3e-3 as text; a study file means the number (YAML 1.2, JSON), and strict types must not refuse it."""
+    from ablate.study.yamlio import parse_yaml
+
+    data, _ = parse_yaml("lr: 3e-3\nsteps: 12\nexact: 1.5e-3\nword: 3e\nbig: -2E+2\n", "x.yaml")
+    assert data == {"lr": 0.003, "steps": 12, "exact": 0.0015, "word": "3e", "big": -200.0}

@@ -9,6 +9,7 @@ is expanded; only the tags a study needs (strings, numbers, booleans, null, list
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ _BoundedLoader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag != _YAML + "timestamp"]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+# Exponents without a dot (lr: 3e-3) are floats, as in YAML 1.2 and JSON; YAML 1.1 would read them as text.
+_BoundedLoader.add_implicit_resolver(_YAML + "float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                     list("-+0123456789"))
 
 
 def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], where: str) -> None:
