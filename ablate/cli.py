@@ -148,6 +148,22 @@ def ls(results: ResultsOpt = None) -> None:
         typer.echo(f"{name} (scale {s['scale']}): {s['done']} done, {s['failed']} failed, {s['pending']} pending")
 
 
+@app.command()
+@user_errors
+def export(
+    cell: Annotated[str, typer.Argument(help="A pretraining cell's key, or a unique prefix of it (see `ablate plan`)")],
+    out: Annotated[Path, typer.Argument(help="New folder for the checkpoint")],
+    results: ResultsOpt = None,
+) -> None:
+    """Copy a finished pretraining cell's checkpoint (weights, tokenizer, model card) to a new folder."""
+    from ablate.run.export import export_cell  # lazy: keeps `ablate --help` fast
+
+    key, source, notes = export_cell(_store(results), cell, out)
+    for note in notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"exported {key} ({source}) to {out}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

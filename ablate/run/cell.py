@@ -142,7 +142,7 @@ def _run_pretrain(cell: PretrainCell, ctx: CellContext, store: Store, reporter: 
             batch = batch_size_for(store, cell.config)
         reporter.stage(label, total=cell.config.pretrain.total_steps)
         return pretrain(cell, run, folder, tok.get_vocab_size(), ctx.runtime, reporter.step, batch,
-                        token_char_lengths(tok))
+                        token_char_lengths(tok), tok)
 
     return _attempt(run, work, label)
 
