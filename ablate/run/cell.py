@@ -57,6 +57,7 @@ def provenance() -> dict:
 def run_cell(job: Job, ctx: CellContext, store: Store, reporter: Reporter) -> Outcome:
     """Run one cell into `store`, recording its metrics or its error there. A UserError, Ctrl-C or a full
     disk raises (the study stops); any other failure is the cell's, recorded, and the study goes on."""
+    ctx = job.context(ctx)
     if job.kind == "pretrain":
         return _run_pretrain(job.cell, ctx, store, reporter)
     return _run_finetune(job.cell, ctx, store, reporter)

@@ -33,7 +33,7 @@ def reuse_finished(plan: Plan, store: Store) -> int:
             continue
         source = finished_elsewhere(store, name, kind, cell)
         if source is not None:
-            _copy_run(source, here, cell_labels(cell))
+            copy_run(source, here, cell_labels(cell))
             n += 1
     return n
 
@@ -70,7 +70,7 @@ def _as_json(obj):
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
-def _copy_run(source: RunDir, target: RunDir, labels: dict) -> None:
+def copy_run(source: RunDir, target: RunDir, labels: dict) -> None:
     target.reset()
     shutil.rmtree(target.path / "resume", ignore_errors=True)
     spec = read_json(source.path / "spec.json")

@@ -82,6 +82,21 @@ def study_status(store: Store, name: str) -> dict:
     return out
 
 
+def study_names(store: Store, wanted: list[str]) -> list[str]:
+    """The studies `ablate ls` shows: every one in the store, or those named (by study file or by name)."""
+    have = store.studies()
+    if not wanted:
+        return have
+    out = []
+    for arg in wanted:
+        name = load_study(Path(arg)).name if Path(arg).is_file() else arg
+        if name not in have:
+            raise UserError(f"no study {name!r} in {store.root} (there: {', '.join(have) or 'none'})")
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def study_rows(path: Path, scale: Optional[str], store: Store) -> tuple[StudySpec, list[dict], str]:
     """`ablate plan`: the study file's cells at `scale` with their status in the store, and a summary line."""
     spec = load_study(path, scale)
