@@ -161,3 +161,64 @@ def test_cli_runs_plans_and_lists_several_studies(tmp_path, tiny_data_root):
                                      "a (scale cpu): 2 done, 0 failed, 0 pending"]
     r = CliRunner().invoke(app, ["ls", "nope", "--results", res])
     assert r.exit_code == 2 and "no study 'nope'" in r.output
+
+
+def _hand_made(store: Store, plan, weights: bool) -> None:
+    """A finished study in the store, as a clone has it: results committed, weights (maybe) not."""
+    for kind, cell in [("pretrain", c) for c in plan.pretrain] + [("finetune", c) for c in plan.finetune]:
+        run = store.pretrain(plan.study.name, cell.key) if kind == "pretrain" else store.finetune(plan.study.name, cell.key)
+        run.begin(cell_identity(cell), cell_labels(cell))
+        if kind == "pretrain":
+            (run.path / "loss.jsonl").write_text('{"step": 2, "loss": 5.0}\n')
+            if weights:
+                run.checkpoint.mkdir()
+                (run.checkpoint / "model.safetensors").write_bytes(b"w")
+        else:
+            (run.path / "curve.jsonl").write_text('{"epoch": 1, "loss": 0.6}\n')
+        run.finish({"heldout_ppl": 7.0} if kind == "pretrain" else {"metrics": {"accuracy": 0.75}})
+
+
+class NoWork(SimExecutor):
+    def submit(self, job):
+        raise AssertionError(f"nothing should run, but {job.label} was submitted")
+
+
+def test_reuse_without_weights_copies_the_fine_tunes_and_pretrains_nothing(tmp_path, tiny_data_root):
+    """Weights are never committed: on a clone, another study's finished pretraining cell has no checkpoint. When
+    every fine-tune of it that this study needs is finished there too, the results are all it needs."""
+    from ablate.run.status import plan_rows
+
+    other = expand(load_study(study(tmp_path, "other", {"x": 0.15}, ft="[0, 1]", ri="true"), "tiny"))
+    here_dir = tmp_path / "here"
+    here_dir.mkdir()
+    here = expand(load_study(study(here_dir, "here", {"y": 0.15}, ft="[0, 1]", ri="true"), "tiny"))
+    assert {c.key for c in here.pretrain + here.finetune} == {c.key for c in other.pretrain + other.finetune}
+    store = Store(tmp_path / "results")
+    _hand_made(store, other, weights=False)
+    rows, summary = plan_rows(here, store)
+    assert {r["status"] for r in rows} == {"in other"}, rows  # `ablate plan` says they will be copied
+    counts = pipeline.run(here, store, executor=NoWork(2))
+    assert counts == {"ran": 0, "skipped": 0, "failed": 0, "reused": 1 + 2 + 2}
+    pre = store.pretrain("here", here.pretrain[0].key)
+    assert pre.is_done() and not pre.has_weights() and pre.metrics() == {"heldout_ppl": 7.0}
+    assert (pre.path / "loss.jsonl").read_text() == '{"step": 2, "loss": 5.0}\n'
+    assert read_json(pre.path / "spec.json")["labels"]["variant"] == "y"
+    for ft in here.finetune:
+        run = store.finetune("here", ft.key)
+        assert run.metrics() == {"metrics": {"accuracy": 0.75}} and (run.path / "curve.jsonl").exists()
+        assert read_json(run.path / "spec.json")["labels"]["copied_from"] == "other"
+    assert pipeline.run(here, store, executor=NoWork(2))["skipped"] == 5  # and it stays done
+
+
+def test_reuse_without_weights_pretrains_when_a_pending_fine_tune_needs_them(tmp_path, tiny_data_root):
+    other = expand(load_study(study(tmp_path, "other", {"x": 0.15}, ft="[0]"), "tiny"))
+    here_dir = tmp_path / "here"
+    here_dir.mkdir()
+    here = expand(load_study(study(here_dir, "here", {"x": 0.15}, ft="[0, 1]"), "tiny"))  # seed 1 exists nowhere
+    store = Store(tmp_path / "results")
+    _hand_made(store, other, weights=False)
+    sim = SimExecutor(2)
+    counts = pipeline.run(here, store, executor=sim)
+    assert sorted((j.kind, j.cell.seed) for _, j in sim.started) == [("finetune", 1), ("pretrain", 0)]
+    assert counts == {"ran": 2, "skipped": 0, "failed": 0, "reused": 1}  # the seed-0 fine-tune is copied
+    assert store.pretrain("here", here.pretrain[0].key).has_weights()

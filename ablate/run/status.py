@@ -10,7 +10,7 @@ from typing import Optional
 from ablate.errors import UserError
 from ablate.run.budget import ASSUMED_FLOPS, pretrain_flops
 from ablate.run.jobs import weights_lost
-from ablate.run.reuse import finished_elsewhere
+from ablate.run.reuse import source_for
 from ablate.store import Store, read_json
 from ablate.study.cells import Plan, expand
 from ablate.study.load import load_study
@@ -35,7 +35,7 @@ def plan_rows(plan: Plan, store: Store) -> tuple[list[dict], str]:
     def status_of(kind: str, cell) -> str:
         status = _status(store.pretrain(name, cell.key) if kind == "pretrain" else store.finetune(name, cell.key))
         if status != "done":
-            source = finished_elsewhere(store, name, kind, cell)
+            source = source_for(plan, store, kind, cell)
             if source is not None:
                 return f"in {source.path.parents[1].name}"
         return status
