@@ -151,7 +151,8 @@ def ls(
         return
     for name in names:
         s = study_status(store, name)
-        typer.echo(f"{name} (scale {s['scale']}): {s['done']} done, {s['failed']} failed, {s['pending']} pending")
+        snaps = f", {s['snapshot']} snapshots (probes of unfinished runs)" if s["snapshot"] else ""
+        typer.echo(f"{name} (scale {s['scale']}): {s['done']} done, {s['failed']} failed, {s['pending']} pending{snaps}")
 
 
 @app.command()
@@ -168,6 +169,34 @@ def export(
     for note in notes:
         typer.echo(f"note: {note}")
     typer.echo(f"exported {key} ({source}) to {out}")
+
+
+@app.command()
+@user_errors
+def gc(
+    studies: Annotated[list[Path], typer.Argument(help="Every study file whose cells to keep, e.g. studies/*.yaml")],
+    results: ResultsOpt = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove them (default: only list them)")] = False,
+) -> None:
+    """List the cells and caches in the results directory that none of the study files produces (at any scale)."""
+    from ablate.run.gc import collect_garbage  # lazy: keeps `ablate --help` fast
+
+    store = _store(results)
+    found = collect_garbage(store, studies, delete=delete)
+    verb = "removed" if delete else "would remove"
+    for o in found:
+        typer.echo(f"{verb} {o.path} ({_size(o.bytes)}: {o.why})")
+    total = sum(o.bytes for o in found)
+    hint = "" if delete or not found else "; run again with --delete to remove them"
+    typer.echo(f"{len(found)} orphans in {store.root}, {_size(total)}{hint}")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
 
 
 def main() -> None:  # pragma: no cover
