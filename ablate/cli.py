@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-StudyArg = Annotated[Path, typer.Argument(help="Study file (YAML), e.g. studies/masking.yaml")]
+StudiesArg = Annotated[list[Path], typer.Argument(help="Study files (YAML), e.g. studies/masking.yaml or studies/*.yaml")]
 ScaleOpt = Annotated[Optional[str], typer.Option("--scale", help="Scale preset: tiny | cpu | paper (default: the file's)")]
 ResultsOpt = Annotated[Optional[Path], typer.Option("--results", help="Results directory (default: $ABLATE_RESULTS_DIR or ./results)")]
 
@@ -71,28 +71,30 @@ def validate(studies: Annotated[list[Path], typer.Argument(help="Study files to 
 
 @app.command()
 @user_errors
-def plan(study: StudyArg, scale: ScaleOpt = None, results: ResultsOpt = None) -> None:
-    """List the cells of a study with their hashes, status and rough compute."""
+def plan(studies: StudiesArg, scale: ScaleOpt = None, results: ResultsOpt = None) -> None:
+    """List the cells of studies with their hashes, status and rough compute."""
     from rich.console import Console  # lazy, as every import of a command: keeps `ablate --help` fast
     from rich.table import Table
 
     from ablate.run.status import study_rows  # lazy, as above
 
-    spec, rows, summary = study_rows(study, scale, _store(results))
-    table = Table(title=f"{spec.name} at scale {spec.scale}")
-    for col in ("stage", "cell", "key", "status", "compute"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*(str(r[c]) for c in ("stage", "cell", "key", "status", "compute")))
+    store = _store(results)
+    tables = [study_rows(study, scale, store) for study in studies]  # every file loads before anything prints
     console = Console()
-    console.print(table)
-    console.print(summary)
+    for spec, rows, summary in tables:
+        table = Table(title=f"{spec.name} at scale {spec.scale}")
+        for col in ("stage", "cell", "key", "status", "compute"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(*(str(r[c]) for c in ("stage", "cell", "key", "status", "compute")))
+        console.print(table)
+        console.print(summary)
 
 
 @app.command()
 @user_errors
 def run(
-    study: StudyArg,
+    studies: StudiesArg,
     scale: ScaleOpt = None,
     results: ResultsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rerun cells that are already done")] = False,
@@ -110,15 +112,16 @@ def run(
     gpus_per_cell: Annotated[Optional[float], typer.Option("--gpus-per-cell", help="Ray: GPUs each cell asks for "
                                                            "(default: runtime.gpus_per_cell, else 0)")] = None,
 ) -> None:
-    """Pretrain and fine-tune every pending cell of a study (finished cells are skipped)."""
-    from ablate.run.pipeline import RunOptions, run_study  # lazy: torch and transformers load here
+    """Pretrain and fine-tune every pending cell of the studies, as one queue (finished cells are skipped)."""
+    from ablate.run.pipeline import RunOptions, run_studies  # lazy: torch and transformers load here
 
     opts = RunOptions(scale=scale, results=results, force=force, wait=wait, progress=progress, jobs=jobs,
                       executor=executor, address=address, threads=threads, device=device,
                       cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell)
-    spec, counts = run_study(study, opts)
-    reused = f", {counts['reused']} copied from other studies" if counts.get("reused") else ""
-    typer.echo(f"{spec.name}: {counts['ran']} ran, {counts['skipped']} already done{reused}, {counts['failed']} failed")
+    for spec, counts in run_studies(studies, opts):
+        reused = f", {counts['reused']} copied from other studies" if counts.get("reused") else ""
+        typer.echo(f"{spec.name}: {counts['ran']} ran, {counts['skipped']} already done{reused}, "
+                   f"{counts['failed']} failed")
 
 
 @app.command()
@@ -137,19 +140,68 @@ def report(
 
 @app.command("ls")
 @user_errors
-def ls(results: ResultsOpt = None) -> None:
+def ls(
+    studies: Annotated[Optional[list[str]], typer.Argument(help="Study files or names (default: every study)")] = None,
+    results: ResultsOpt = None,
+) -> None:
     """Studies and cells in the results directory, with their status."""
-    from ablate.run.status import study_status  # lazy: keeps `ablate --help` fast
+    from ablate.run.status import study_names, study_status  # lazy: keeps `ablate --help` fast
 
     store = _store(results)
-    names = store.studies()
+    names = study_names(store, studies or [])
     if not names:
         typer.echo(f"no studies in {store.root}")
         return
     for name in names:
         s = study_status(store, name)
         extra = "".join(f", {s[k]} {k}" for k in ("weights lost", "to copy") if s[k])
-        typer.echo(f"{name} (scale {s['scale']}): {s['done']} done, {s['failed']} failed, {s['pending']} pending{extra}")
+        snaps = f", {s['snapshot']} snapshots (probes of unfinished runs)" if s["snapshot"] else ""
+        typer.echo(f"{name} (scale {s['scale']}): {s['done']} done, {s['failed']} failed, {s['pending']} pending"
+                   f"{extra}{snaps}")
+
+
+@app.command()
+@user_errors
+def export(
+    cell: Annotated[str, typer.Argument(help="A pretraining cell's key, or a unique prefix of it (see `ablate plan`)")],
+    out: Annotated[Path, typer.Argument(help="New folder for the checkpoint")],
+    results: ResultsOpt = None,
+) -> None:
+    """Copy a finished pretraining cell's checkpoint (weights, tokenizer, model card) to a new folder."""
+    from ablate.run.export import export_cell  # lazy: keeps `ablate --help` fast
+
+    key, source, notes = export_cell(_store(results), cell, out)
+    for note in notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"exported {key} ({source}) to {out}")
+
+
+@app.command()
+@user_errors
+def gc(
+    studies: Annotated[list[Path], typer.Argument(help="Every study file whose cells to keep, e.g. studies/*.yaml")],
+    results: ResultsOpt = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove them (default: only list them)")] = False,
+) -> None:
+    """List the cells and caches in the results directory that none of the study files produces (at any scale)."""
+    from ablate.run.gc import collect_garbage  # lazy: keeps `ablate --help` fast
+
+    store = _store(results)
+    found = collect_garbage(store, studies, delete=delete)
+    verb = "removed" if delete else "would remove"
+    for o in found:
+        typer.echo(f"{verb} {o.path} ({_size(o.bytes)}: {o.why})")
+    total = sum(o.bytes for o in found)
+    hint = "" if delete or not found else "; run again with --delete to remove them"
+    typer.echo(f"{len(found)} orphans in {store.root}, {_size(total)}{hint}")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
 
 
 def main() -> None:  # pragma: no cover

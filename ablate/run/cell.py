@@ -57,6 +57,7 @@ def provenance() -> dict:
 def run_cell(job: Job, ctx: CellContext, store: Store, reporter: Reporter) -> Outcome:
     """Run one cell into `store`, recording its metrics or its error there. A UserError, Ctrl-C or a full
     disk raises (the study stops); any other failure is the cell's, recorded, and the study goes on."""
+    ctx = job.context(ctx)
     if job.kind == "pretrain":
         return _run_pretrain(job.cell, ctx, store, reporter)
     return _run_finetune(job.cell, ctx, store, reporter)
@@ -145,7 +146,7 @@ def _run_pretrain(cell: PretrainCell, ctx: CellContext, store: Store, reporter: 
                 corpus_for(store, short), batch_size_for(store, short) * (cell.config.data.max_len // short.data.max_len))
         reporter.stage(label, total=cell.config.pretrain.total_steps)
         return pretrain(cell, run, folder, tok.get_vocab_size(), ctx.runtime, reporter.step, batch,
-                        token_char_lengths(tok), short_phase)
+                        token_char_lengths(tok), tok, short_phase)
 
     return _attempt(run, work, label)
 

@@ -120,6 +120,9 @@ class JobsExecutor:
         return self.n
 
     def submit(self, job: Job) -> None:
+        sent = job  # a queue of several studies: each job's own context, threads divided as above
+        if job.ctx is not None:
+            sent = replace(job, ctx=with_threads(job.ctx, available_cores() // self.n))
         if self._idle:
             proc, conn = self._idle.pop()
         else:
@@ -128,7 +131,7 @@ class JobsExecutor:
                                    args=(self.ctx, str(self.store.root), str(self.store.cache_root), child))
             proc.start()
             child.close()  # so the driver sees EOF when the worker dies
-        conn.send(job)
+        conn.send(sent)
         self._busy[conn] = (proc, job)
 
     def wait(self) -> list[tuple[Job, Outcome]]:
@@ -142,7 +145,7 @@ class JobsExecutor:
                 conn.close()
                 proc.join()
                 outcome = Outcome("failed", f"its worker process died (exit code {proc.exitcode})")
-                record_failure(job.cell, self.ctx, self.store, outcome.message)
+                record_failure(job.cell, job.context(self.ctx), self.store, outcome.message)
             out.append((job, outcome))
         return out
 

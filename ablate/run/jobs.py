@@ -16,24 +16,6 @@ from ablate.study.spec import RuntimeSpec
 
 
 @dataclass(frozen=True)
-class Job:
-    """One cell to run. `after`: the pretraining key whose checkpoint it needs, when that cell runs too."""
-
-    kind: str  # "pretrain" | "finetune"
-    cell: Union[PretrainCell, FinetuneCell]
-    order: int  # position in the sequential order: each pretraining cell, its fine-tunes, then random init
-    after: Optional[str] = None
-
-    @property
-    def key(self) -> str:
-        return self.cell.key
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind} {self.cell.label}"
-
-
-@dataclass(frozen=True)
 class CellContext:
     """What running a cell needs besides the cell: plain data, so it travels to worker processes."""
 
@@ -41,6 +23,31 @@ class CellContext:
     runtime: RuntimeSpec
     force: bool
     provenance: Optional[dict]  # None: the worker records its own machine's
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell to run. `after`: the pretraining key whose checkpoint it needs, when that cell runs too. `ctx`:
+    its study's context when several studies share one queue (None: the executor's); `tag` prefixes its label."""
+
+    kind: str  # "pretrain" | "finetune"
+    cell: Union[PretrainCell, FinetuneCell]
+    order: int  # position in the sequential order: each pretraining cell, its fine-tunes, then random init
+    after: Optional[str] = None
+    ctx: Optional[CellContext] = None
+    tag: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.cell.key
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.tag}{self.cell.label}"
+
+    def context(self, default: CellContext) -> CellContext:
+        """The context this job runs in: its own (a queue of several studies), else the executor's."""
+        return self.ctx if self.ctx is not None else default
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,14 @@
 run(plan, store) checks the plan's data and memory before any compute, takes the results lock, copies in
 cells finished in other studies (ablate.run.reuse), lists the pending cells (ablate.run.jobs) and drives them
 through an executor (drive): every pretraining cell before its fine-tunes, a fine-tune whose pretraining failed
-recorded as skipped. Every stage is cached on disk, so a re-run skips what is done, and a failed cell records
+recorded as skipped. Several studies run as one queue (run_plans): one lock, a cell they share computed once. Every stage is cached on disk, so a re-run skips what is done, and a failed cell records
 its error while the study goes on. run_study is `ablate run`: a study file and the command's options.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from ablate.errors import UserError
 from ablate.paths import corpus_files, results_root
 from ablate.run.budget import check_fits
-from ablate.run.cell import provenance, skip_finetune
+from ablate.run.cell import provenance, record_failure, skip_finetune
 from ablate.run.executors import JobsExecutor, LocalExecutor
-from ablate.run.jobs import CellContext, Job, jobs
+from ablate.run.jobs import CellContext, Job, cell_labels, jobs
 from ablate.run.lock import results_lock
 from ablate.run.progress import Reporter
 from ablate.run.ray import RAY_INSTALL, RayExecutor, ray_available
-from ablate.run.reuse import finished_elsewhere_any, reuse_finished
+from ablate.run.reuse import copy_run, finished_elsewhere_any, reuse_finished
 from ablate.store import Store, atomic_write_json, atomic_write_text, read_json
 from ablate.study.cells import Plan, expand
 from ablate.study.load import load_study
@@ -53,12 +53,21 @@ class RunOptions:
 
 
 def run_study(path: Path, opts: RunOptions) -> tuple[StudySpec, dict]:
-    """`ablate run`: check the options, load the study, apply the runtime options, run it; return (spec, counts)."""
+    """`ablate run` with one study file: (spec, counts)."""
+    return run_studies([path], opts)[0]
+
+
+def run_studies(paths: list[Path], opts: RunOptions) -> list[tuple[StudySpec, dict]]:
+    """`ablate run`: check the options, load every study (any error stops before work), apply the runtime
+    options, run them as one queue; return (spec, counts) per study, in the order given (each study once)."""
     executor = make_executor(opts)
-    spec = with_runtime(load_study(path, opts.scale), opts)
-    counts = run(expand(spec), Store(results_root(opts.results)), force=opts.force,
-                 reporter=Reporter(enabled=opts.progress), wait=opts.wait, executor=executor)
-    return spec, counts
+    specs = [with_runtime(load_study(path, opts.scale), opts) for path in paths]
+    counts = run_plans([expand(s) for s in specs], Store(results_root(opts.results)), force=opts.force,
+                       reporter=Reporter(enabled=opts.progress), wait=opts.wait, executor=executor)
+    seen: dict[str, StudySpec] = {}
+    for spec in specs:
+        seen.setdefault(spec.name, spec)
+    return [(spec, counts[name]) for name, spec in seen.items()]
 
 
 def make_executor(opts: RunOptions):
@@ -135,35 +144,105 @@ def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Report
     executor: where cells run (ablate.run.executors: LocalExecutor, the default, one after another in this
     process; JobsExecutor; ablate.run.ray.RayExecutor). This process holds the results lock throughout, whichever it is.
     """
+    return run_plans([plan], store, force, reporter, wait, executor)[plan.study.name]
+
+
+def run_plans(plans: list[Plan], store: Store, force: bool = False, reporter: Optional[Reporter] = None,
+              wait: bool = False, executor=None) -> dict[str, dict]:
+    """Run the pending cells of several studies as one queue under one lock; return each study's counts.
+
+    A cell pending in several of them (the same key) runs once, in the first study that lists it, and is copied
+    into the others when it finishes (before their fine-tunes of it start)."""
+    plans = _distinct(plans)
     _check_results_dir(store.root)
-    preflight(plan)
-    cells = len({c.key for c in plan.pretrain} | {c.key for c in plan.finetune})
-    if _nothing_to_do(plan, store, force):
-        return {"ran": 0, "skipped": cells, "failed": 0, "reused": 0}
+    for plan in plans:
+        preflight(plan)
+    if all(_nothing_to_do(plan, store, force) for plan in plans):  # no lock: a finished directory may be read-only
+        return {plan.study.name: {"ran": 0, "skipped": len({c.key for c in plan.pretrain} | {c.key for c in plan.finetune}),
+                                  "failed": 0, "reused": 0} for plan in plans}
     reporter = reporter or Reporter(enabled=False)
     executor = executor or LocalExecutor()
+    prov = provenance()
     with results_lock(store.root, wait=wait):
-        _record_study(store, plan)
-        ctx = CellContext(plan.study.name, plan.study.runtime, force, provenance())
-        reused = 0 if force else reuse_finished(plan, store)
-        counts = drive(jobs(plan, store, force), store, ctx, reporter, executor)
-    counts["reused"] = reused
-    counts["skipped"] = cells - counts["ran"] - counts["failed"] - reused
+        counts, queue, followers, owners = {}, [], {}, {}
+        ctxs = {p.study.name: CellContext(p.study.name, p.study.runtime, force, prov) for p in plans}
+        for plan in plans:
+            _record_study(store, plan)
+        for plan in plans:
+            name = plan.study.name
+            ctx = ctxs[name]
+            counts[name] = {"ran": 0, "skipped": 0, "failed": 0, "reused": 0 if force else reuse_finished(plan, store)}
+            tag = f"{name}:" if len(plans) > 1 else ""
+            for job in jobs(plan, store, force):
+                job = replace(job, order=len(queue) + sum(map(len, followers.values())), ctx=ctx, tag=tag)
+                if (job.kind, job.key) in owners:
+                    followers.setdefault((job.kind, job.key), []).append(job)
+                else:
+                    owners[(job.kind, job.key)] = job
+                    queue.append(job)
+        drive(queue, store, ctxs[plans[0].study.name], reporter, executor, counts, followers)
+    for plan in plans:
+        c = counts[plan.study.name]
+        c["skipped"] = (len({x.key for x in plan.pretrain} | {x.key for x in plan.finetune})
+                        - c["ran"] - c["failed"] - c["reused"])
     return counts
 
 
-def drive(jobs: list[Job], store: Store, ctx: CellContext, reporter: Reporter, executor) -> dict:
-    """Run the jobs on the executor, fine-tunes after their pretraining; return {ran, failed} counts."""
-    counts = {"ran": 0, "skipped": 0, "failed": 0}
+def _distinct(plans: list[Plan]) -> list[Plan]:
+    """Each study once (a file named twice runs once); two different files with one name would share a folder."""
+    out: dict[str, Plan] = {}
+    for plan in plans:
+        name = plan.study.name
+        if name in out and out[name].study.source != plan.study.source:
+            raise UserError(f"{out[name].study.path} and {plan.study.path} are both study {name!r}: each study "
+                            f"writes results/{name}/, so give them different names")
+        out.setdefault(name, plan)
+    return list(out.values())
+
+
+def priority(job: Job, concurrent: bool) -> tuple[int, int]:
+    """The order ready jobs start in. One at a time: the sequential order (each pretraining cell, then its
+    fine-tunes). Several at once: pretraining first, since it takes longest and fine-tunes wait on it, so no
+    worker is left idle at the end while one long pretraining cell holds up its fine-tunes."""
+    return (0 if job.kind == "pretrain" or not concurrent else 1, job.order)
+
+
+def drive(jobs: list[Job], store: Store, ctx: CellContext, reporter: Reporter, executor,
+          counts: Optional[dict[str, dict]] = None, followers: Optional[dict] = None) -> dict:
+    """Run the jobs on the executor, fine-tunes after their pretraining; count each job's outcome under its
+    study in `counts` (returned; by default {ctx.study: {ran, skipped, failed}}). followers: (kind, key) -> the
+    same cell's jobs in other studies, copied in when it finishes (recorded as failed when it fails)."""
+    counts = counts if counts is not None else {ctx.study: {"ran": 0, "skipped": 0, "failed": 0}}
+    followers = followers or {}
     waiting: dict[str, list[Job]] = {}
-    ready: list[tuple[int, Job]] = []
+    ready: list[tuple[tuple[int, int], Job]] = []
+    total = len(jobs)
     for job in jobs:
         if job.after is None:
-            heapq.heappush(ready, (job.order, job))
+            heapq.heappush(ready, (priority(job, executor.concurrent), job))
         else:
             waiting.setdefault(job.after, []).append(job)
-    running = 0
-    reporter.start(total=len(jobs), per_cell=executor.concurrent)
+    running, done, failed = 0, 0, 0
+
+    def settle(job: Job, ok: bool, message: str) -> None:
+        nonlocal done, failed
+        source = job.context(ctx)
+        for other in [job] + followers.get((job.kind, job.key), []):
+            octx = other.context(ctx)
+            c = counts[octx.study]
+            if other is not job and ok:
+                src = store.pretrain(source.study, job.key) if job.kind == "pretrain" else store.finetune(source.study, job.key)
+                dst = store.pretrain(octx.study, job.key) if job.kind == "pretrain" else store.finetune(octx.study, job.key)
+                copy_run(src, dst, cell_labels(other.cell))
+                c["reused"] = c.get("reused", 0) + 1
+            elif other is not job:
+                record_failure(other.cell, octx, store, f"{message} (in study {source.study})", "skipped")
+                c["failed"] += 1
+            else:
+                c["ran" if ok else "failed"] += 1
+        done, failed = done + ok, failed + (not ok)
+
+    reporter.start(total=total, per_cell=executor.concurrent)
     executor.start(store, ctx, reporter)
     try:
         while ready or running:
@@ -174,27 +253,26 @@ def drive(jobs: list[Job], store: Store, ctx: CellContext, reporter: Reporter, e
                 running += 1
                 reporter.cell_started(job.label)
             reporter.status(queued=len(ready) + sum(map(len, waiting.values())), running=running,
-                            done=counts["ran"], failed=counts["failed"])
+                            done=done, failed=failed)
             for job, outcome in executor.wait():
                 running -= 1
                 if outcome.status == "user_error":
                     raise UserError(outcome.message)
                 ok = outcome.status == "ok"
+                settle(job, ok, outcome.message)
                 if ok:
-                    counts["ran"] += 1
                     reporter.cell_done(job.label)
                 else:
-                    counts["failed"] += 1
                     reporter.cell_failed(job.label, outcome.message)
                 for dep in waiting.pop(job.key, []) if job.kind == "pretrain" else []:
                     if ok:
-                        heapq.heappush(ready, (dep.order, dep))
+                        heapq.heappush(ready, (priority(dep, executor.concurrent), dep))
                     else:
-                        skip_finetune(dep.cell, ctx, store)
-                        counts["failed"] += 1
+                        skip_finetune(dep.cell, dep.context(ctx), store)
+                        settle(dep, False, "skipped: its pretraining cell failed")
                         reporter.cell_failed(dep.label, "pretraining failed")
             reporter.status(queued=len(ready) + sum(map(len, waiting.values())), running=running,
-                            done=counts["ran"], failed=counts["failed"])
+                            done=done, failed=failed)
     finally:
         executor.close()
         reporter.stop()

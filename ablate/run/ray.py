@@ -136,7 +136,7 @@ class RayExecutor:
         self.gpus = rt.gpus_per_cell
         self.store, self.ctx = store, ctx
         # workers record their own machine in spec.json; torch threads follow the CPUs the cell asked for
-        self.worker_ctx = replace(with_threads(ctx, int(self.cpus)), provenance=None)
+        self.worker_ctx = self._worker_ctx(ctx)
         env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
         for k in ("ABLATE_DATA_DIR", "ABLATE_RAY_SCRATCH", "HF_HOME"):  # a task's working directory is Ray's
             if k in env and "://" not in env[k]:
@@ -154,19 +154,24 @@ class RayExecutor:
             n = min(n, total.get("GPU", 0) // self.gpus)
         return max(1, int(n))
 
-    def _checkpoint_ref(self, pretrain_key: str):
+    def _worker_ctx(self, ctx: CellContext) -> CellContext:
+        """A job's context on a worker: it records its own machine; torch threads follow the CPUs asked for."""
+        return replace(with_threads(ctx, int(self.cpus)), provenance=None)
+
+    def _checkpoint_ref(self, study: str, pretrain_key: str):
         import ray  # optional extra, imported on use
 
         if pretrain_key not in self._checkpoints:  # finished in an earlier run: ship it from the store
-            folder = self.store.pretrain(self.ctx.study, pretrain_key).checkpoint
+            folder = self.store.pretrain(study, pretrain_key).checkpoint
             self._checkpoints[pretrain_key] = ray.put(pack_dir(folder))
         return self._checkpoints[pretrain_key]
 
     def submit(self, job: Job) -> None:
         ckpt = None
         if job.kind == "finetune" and job.cell.pretrain_key is not None:
-            ckpt = self._checkpoint_ref(job.cell.pretrain_key)
-        result, checkpoint = self.task.remote(job, self.worker_ctx, ckpt)
+            ckpt = self._checkpoint_ref(job.context(self.ctx).study, job.cell.pretrain_key)
+        sent = replace(job, ctx=self._worker_ctx(job.ctx)) if job.ctx is not None else job
+        result, checkpoint = self.task.remote(sent, sent.context(self.worker_ctx), ckpt)
         self._inflight[result] = (job, checkpoint)
 
     def wait(self) -> list[tuple[Job, Outcome]]:
@@ -181,7 +186,7 @@ class RayExecutor:
                 checkpoint = ray.get(ckpt_ref) if outcome.status == "ok" and job.kind == "pretrain" else None
             except ray.exceptions.RayError as e:  # the task itself died (node lost, out of memory, ...)
                 outcome = Outcome("failed", f"Ray task failed: {str(e).strip().splitlines()[0] if str(e) else e}")
-                record_failure(job.cell, self.ctx, self.store, outcome.message)
+                record_failure(job.cell, job.context(self.ctx), self.store, outcome.message)
                 out.append((job, outcome))
                 continue
             if outcome.status == "user_error":
@@ -194,10 +199,11 @@ class RayExecutor:
         return out
 
     def _install(self, job: Job, files: dict[str, bytes], checkpoint: Optional[dict[str, bytes]]) -> None:
-        run = self.store.pretrain(self.ctx.study, job.key) if job.kind == "pretrain" else \
-            self.store.finetune(self.ctx.study, job.key)
+        ctx = job.context(self.ctx)
+        run = self.store.pretrain(ctx.study, job.key) if job.kind == "pretrain" else \
+            self.store.finetune(ctx.study, job.key)
         try:
-            if self.ctx.force or checkpoint is not None:
+            if ctx.force or checkpoint is not None:
                 shutil.rmtree(run.path / "resume", ignore_errors=True)  # superseded, as in a local run
             if checkpoint is not None:
                 run.metrics_path.unlink(missing_ok=True)  # not done while its checkpoint is half replaced

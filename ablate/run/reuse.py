@@ -1,5 +1,7 @@
 """Reuse across studies: a cell pending here but finished in another study of the same results directory is
-copied in (same key, same recorded identity) instead of run again; a pretraining cell only with its weights.
+copied in (same key, same recorded identity) instead of run again. A pretraining cell comes with its weights, or
+without them (weights are never committed) when every fine-tune of it is done here or can be copied too: its
+results are all the study needs, and it pretrains again only when a pending fine-tune needs the weights.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ def reuse_finished(plan: Plan, store: Store) -> int:
         here = store.pretrain(name, cell.key) if kind == "pretrain" else store.finetune(name, cell.key)
         if here.is_done():
             continue
-        source = finished_elsewhere(store, name, kind, cell)
+        source = source_for(plan, store, kind, cell)
         if source is not None:
-            _copy_run(source, here, cell_labels(cell))
+            copy_run(source, here, cell_labels(cell))
             n += 1
     return n
 
@@ -43,26 +45,42 @@ def finished_elsewhere_any(plan: Plan, store: Store):
     cells = [("pretrain", c) for c in plan.pretrain] + [("finetune", c) for c in plan.finetune]
     for kind, cell in cells:
         here = store.pretrain(plan.study.name, cell.key) if kind == "pretrain" else store.finetune(plan.study.name, cell.key)
-        if not here.is_done() and finished_elsewhere(store, plan.study.name, kind, cell) is not None:
+        if not here.is_done() and source_for(plan, store, kind, cell) is not None:
             yield cell
 
 
-def finished_elsewhere(store: Store, study: str, kind: str, cell) -> Optional[RunDir]:
-    """A finished run of this cell (same key and recorded identity) in another study, that `run` can copy."""
+def source_for(plan: Plan, store: Store, kind: str, cell) -> Optional[RunDir]:
+    """Where `run` copies this cell of the plan from: a finished run in another study, a pretraining cell's with
+    its weights, or without them when none of the plan's fine-tunes of it will need them (each is done here or
+    finished elsewhere)."""
+    name = plan.study.name
+    source = finished_elsewhere(store, name, kind, cell)
+    if source is None and kind == "pretrain" and all(
+            store.finetune(name, ft.key).is_done() or finished_elsewhere(store, name, "finetune", ft) is not None
+            for ft in plan.finetunes_of(cell.key)):
+        source = finished_elsewhere(store, name, kind, cell, need_weights=False)
+    return source
+
+
+def finished_elsewhere(store: Store, study: str, kind: str, cell, need_weights: bool = True) -> Optional[RunDir]:
+    """A finished run of this cell (same key and recorded identity) in another study, that `run` can copy (a
+    pretraining cell's with its weights, unless need_weights is False; then one with weights if there is one)."""
     if not store.root.is_dir():
         return None
     identity = _as_json(cell_identity(cell))
+    weightless = None
     for other in sorted(p for p in store.root.iterdir() if p.is_dir() and p.name != study and not p.name.startswith("_")):
         run = RunDir(other / kind / cell.key)
         spec = read_json(run.path / "spec.json")
         if not isinstance(spec, dict) or spec.get("identity") != identity or not run.is_done():
             continue
         if kind == "pretrain" and not run.has_weights():
-            continue  # weights are not committed: a clone's other studies cannot lend a checkpoint
+            weightless = weightless or run  # weights are not committed: a clone's other studies lend results only
+            continue
         if kind == "finetune" and not _same_pretraining(other, cell):
             continue
         return run
-    return None
+    return None if need_weights else weightless
 
 
 def _same_pretraining(other: Path, cell: FinetuneCell) -> bool:
@@ -79,7 +97,7 @@ def _as_json(obj):
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
-def _copy_run(source: RunDir, target: RunDir, labels: dict) -> None:
+def copy_run(source: RunDir, target: RunDir, labels: dict) -> None:
     target.reset()
     shutil.rmtree(target.path / "resume", ignore_errors=True)
     spec = read_json(source.path / "spec.json")

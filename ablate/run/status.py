@@ -10,7 +10,7 @@ from typing import Optional
 from ablate.errors import UserError
 from ablate.run.budget import ASSUMED_FLOPS, pretrain_flops
 from ablate.run.jobs import weights_lost
-from ablate.run.reuse import finished_elsewhere
+from ablate.run.reuse import source_for
 from ablate.store import Store, read_json
 from ablate.study.cells import Plan, expand
 from ablate.study.load import load_study
@@ -19,6 +19,9 @@ from ablate.study.spec import StudySpec
 
 def _status(run) -> str:
     if run.is_done():
+        metrics = run.metrics() or {}
+        if metrics.get("snapshot"):  # benchmarks/snapshot_checkpoint.py: weights of an unfinished run, a probe
+            return f"snapshot (step {metrics.get('steps', '?')})"
         return "done"
     if run.error() is not None:
         return "failed"
@@ -26,16 +29,16 @@ def _status(run) -> str:
 
 
 def plan_rows(plan: Plan, store: Store) -> tuple[list[dict], str]:
-    """One row per cell; status: done, failed, pending, `in <study>` (finished there: `run` copies it), or
+    """One row per cell; status: done, failed, pending, `in <study>` (finished there: `run` copies it),
     `weights lost` (finished, but a pending fine-tune needs its weights, which are gone: `run` pretrains it
-    again)."""
+    again), or `snapshot (step N)` (a probe's weights of an unfinished run: benchmarks/snapshot_checkpoint.py)."""
     name = plan.study.name
     rows, pending_flops = [], 0.0
 
     def status_of(kind: str, cell) -> str:
         status = _status(store.pretrain(name, cell.key) if kind == "pretrain" else store.finetune(name, cell.key))
-        if status != "done":
-            source = finished_elsewhere(store, name, kind, cell)
+        if status in ("pending", "failed"):
+            source = source_for(plan, store, kind, cell)
             if source is not None:
                 return f"in {source.path.parents[1].name}"
         return status
@@ -51,7 +54,7 @@ def plan_rows(plan: Plan, store: Store) -> tuple[list[dict], str]:
     for c in plan.finetune:
         rows.append({"stage": "finetune", "cell": c.label, "key": c.key, "status": status_of("finetune", c),
                      "compute": ""})
-    done = sum(r["status"] == "done" for r in rows)
+    done = sum(r["status"] == "done" or r["status"].startswith("snapshot") for r in rows)
     copied = sum(r["status"].startswith("in ") for r in rows)
     summary = (f"{len(rows)} cells: {done} done, {copied} to copy from other studies, "
                f"{len(rows) - done - copied} to run; pending pretraining "
@@ -79,9 +82,31 @@ def study_status(store: Store, name: str) -> dict:
     to copy (finished in another study: `in <study>` in `ablate plan`)."""
     plan = study_plan(store, name)
     rows, _ = plan_rows(plan, store)
-    out = {"scale": plan.study.scale, "done": 0, "failed": 0, "pending": 0, "weights lost": 0, "to copy": 0}
+    out = {"scale": plan.study.scale, "done": 0, "failed": 0, "pending": 0, "weights lost": 0, "to copy": 0,
+           "snapshot": 0}
     for r in rows:
-        out["to copy" if r["status"].startswith("in ") else r["status"]] += 1
+        status = r["status"]
+        if status.startswith("snapshot"):
+            out["snapshot"] += 1
+        elif status.startswith("in "):  # finished in another study: the next run copies it
+            out["to copy"] += 1
+        else:
+            out[status if status in out else "pending"] += 1
+    return out
+
+
+def study_names(store: Store, wanted: list[str]) -> list[str]:
+    """The studies `ablate ls` shows: every one in the store, or those named (by study file or by name)."""
+    have = store.studies()
+    if not wanted:
+        return have
+    out = []
+    for arg in wanted:
+        name = load_study(Path(arg)).name if Path(arg).is_file() else arg
+        if name not in have:
+            raise UserError(f"no study {name!r} in {store.root} (there: {', '.join(have) or 'none'})")
+        if name not in out:
+            out.append(name)
     return out
 
 

@@ -14,14 +14,13 @@ sit below this module.
 from __future__ import annotations
 
 import re
-import types
-import typing
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ablate.data.formats import FORMATS
 from ablate.errors import UserError
+from ablate.study.strict import AtKeys, Frozen, registered
 from ablate.tasks import TASKS
 
 SCALES = ("tiny", "cpu", "paper")
@@ -30,62 +29,7 @@ NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # matched in full (re.fullmatch): 
 CORPUS_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # each part of a corpus path under the data root
 
 
-def _kinds(annotation) -> set[type]:
-    """The plain types an annotation admits, through Optional, tuples, lists and dict values."""
-    if annotation in (int, float, bool, str):
-        return {annotation}
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType, tuple, list):
-        return set().union(*(_kinds(a) for a in args if a is not Ellipsis))
-    if origin is dict and len(args) == 2:
-        return _kinds(args[1])
-    return set()
-
-
-class AtKeys(ValueError):
-    """A check of several settings together, raised where it runs (a section, or the whole config) but written at
-    one of `keys` (dotted, below the section): the error names the one written last (ablate.study.load)."""
-
-    def __init__(self, keys: tuple, message: str):
-        super().__init__(message)
-        self.keys = tuple(tuple(k.split(".")) if isinstance(k, str) else tuple(k) for k in keys)
-
-
-def _registered(registry):
-    """A str checked against a registry: a ValueError (with did-you-mean) at the name's own key path and line."""
-
-    def check(name: str) -> str:
-        try:
-            registry.get(name)
-        except UserError as e:
-            raise ValueError(str(e)) from None
-        return name
-
-    return AfterValidator(check)
-
-
-TaskName = Annotated[str, _registered(TASKS)]
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_lax_scalars(cls, v: Any, info: ValidationInfo) -> Any:
-        """Numbers are numbers and switches are booleans: `true` is not seed 1, "10" is not 10 steps, 1 is not
-        on (pydantic's lax mode would take each)."""
-        kinds = _kinds(cls.model_fields[info.field_name].annotation)
-        items = list(v.values()) if isinstance(v, dict) else list(v) if isinstance(v, (list, tuple)) else [v]
-        got = "" if items == [v] else " (got {v!r})"  # a scalar's value is shown by the error's formatter
-        for item in items:
-            if kinds & {int, float} and (isinstance(item, bool) or isinstance(item, str) and str not in kinds):
-                what = "an integer" if float not in kinds else "a number"
-                raise ValueError(f"must be {what}, not {'a boolean' if isinstance(item, bool) else 'text'}"
-                                 f"{got.format(v=item)}")
-            if kinds == {bool} and not isinstance(item, bool):
-                raise ValueError(f"must be true or false{got.format(v=item)}")
-        return v
+TaskName = Annotated[str, registered(TASKS)]
 
 
 class ModelSpec(Frozen):

@@ -10,8 +10,11 @@ rename, so a crash while saving leaves the previous checkpoint intact.
 Because batches and masks are pure functions of (seed, step), a resumed run seeks to its step
 instead of replaying data.
 
-Final (save_final): <run>/checkpoint/, transformers' save_pretrained (safetensors), so it loads with
-AutoModelForMaskedLM; the NSP head, when there is one, beside it.
+Final (save_final): <run>/checkpoint/, complete as a hub model: the model's own save_pretrained (config.json,
+model.safetensors; AutoModelForMaskedLM), the tokenizer as a transformers fast tokenizer (AutoTokenizer), a
+model card (README.md) and the NSP head, when there is one, beside them. It is written to a temporary folder
+and renamed into place, so a crash never leaves a half-written checkpoint/ (and files hard-linked into
+another study by ablate.run.reuse are never rewritten in place).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Optional
 
 import torch
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 STATE_VERSION = 1
@@ -110,9 +115,70 @@ def _restore(trainer, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(tensors["rng.cuda"])
 
 
-def save_final(trainer, folder: Path) -> None:
-    """save_pretrained (safetensors) for the encoder + MLM head; the NSP head beside it."""
+def save_final(trainer, folder: Path, tokenizer=None, max_len: Optional[int] = None, card: Optional[str] = None) -> None:
+    """The final checkpoint, complete, swapped in by rename: the model's own save_pretrained (safetensors; any
+    model class), the NSP head beside it, the tokenizer (a `tokenizers.Tokenizer`; max_len: the longest input)
+    as a transformers fast tokenizer, and the model card `card` as README.md."""
     hf_logging.disable_progress_bar()
-    trainer.model.save_pretrained(str(folder), safe_serialization=True)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    trainer.model.save_pretrained(str(tmp), safe_serialization=True)
     if trainer.nsp_head is not None:
-        save_file(trainer.nsp_head.state_dict(), str(folder / "nsp_head.safetensors"))
+        save_file(trainer.nsp_head.state_dict(), str(tmp / "nsp_head.safetensors"))
+    if tokenizer is not None:
+        save_tokenizer(tokenizer, tmp, max_len)
+    if card is not None:
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+    swap_in(tmp, folder)
+
+
+def swap_in(tmp: Path, folder: Path) -> None:
+    """Replace folder by the complete folder tmp: every file synced, then renamed into place (a crash leaves
+    the old folder, or none and a complete tmp, never a mix)."""
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_tokenizer(tokenizer, folder: Path, max_len: Optional[int] = None) -> None:
+    """A `tokenizers.Tokenizer` as a transformers fast tokenizer with RoBERTa's special tokens (ablate.data.vocab),
+    so AutoTokenizer and pipeline("fill-mask") load it from the checkpoint."""
+    extra = {"model_max_length": max_len} if max_len else {}
+    hf = PreTrainedTokenizerFast(  # on a copy: the caller's tokenizer keeps its truncation and padding state
+        tokenizer_object=Tokenizer.from_str(tokenizer.to_str()), bos_token="<s>", eos_token="</s>",
+        sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", **extra)
+    hf.save_pretrained(str(folder))
+
+
+def model_card(study: str, variant: str, seed: int, key: str, cfg, metrics: dict, commit: Optional[str]) -> str:
+    """README.md of a final checkpoint: what it is, how it was trained, how well, and how to load it."""
+    m, d, p = cfg.model, cfg.data, cfg.pretrain
+    ppl = metrics.get("heldout_ppl")
+    nsp = " + NSP" if p.nsp else ""
+    return "\n".join([
+        "---", "library_name: transformers", "pipeline_tag: fill-mask", "tags: [roberta, ablate]", "---", "",
+        f"# {study} / {variant} / seed {seed}", "",
+        f"A small RoBERTa pretrained by ablate (study `{study}`, variant `{variant}`, "
+        f"pretraining seed {seed}, cell `{key}`).", "",
+        "| | |", "|---|---|",
+        f"| model | hidden {m.hidden_size}, {m.num_layers} layers, {m.num_heads} heads, FFN {m.intermediate_size}, "
+        f"dropout {m.dropout} |",
+        f"| data | corpus `{d.corpus}`, {d.tokenizer} tokenizer ({d.vocab_size} tokens), format {d.format}, "
+        f"max_len {d.max_len}, data fraction {d.data_fraction} |",
+        f"| pretraining | {p.masking} masking ({p.mask_prob:g}){nsp}, {p.total_steps} steps of {p.total_batch} "
+        f"sequences, peak lr {p.peak_lr:g} |",
+        f"| held-out MLM perplexity | {ppl:.2f} |" if ppl is not None else "| held-out MLM perplexity | n/a |",
+        f"| git commit | {commit or 'unknown'} |", "",
+        "```python",
+        "from transformers import pipeline",
+        "fill = pipeline(\"fill-mask\", model=\"path/to/this/folder\")",
+        "fill(\"The cat sat on the <mask>.\")",
+        "```", ""])

@@ -26,7 +26,7 @@ from ablate.data.corpus import load_corpus
 from ablate.data.formats import Packed
 from ablate.errors import CellFailed
 from ablate.model import count_params, encoder_forward, masked_lm_loss_from_hidden
-from ablate.store import RunDir, atomic_write_text
+from ablate.store import RunDir, atomic_write_text, read_json
 from ablate.study.cells import PretrainCell
 from ablate.study.spec import Config, RuntimeSpec
 from ablate.train import checkpoint
@@ -69,11 +69,12 @@ class LoopState:
 
 def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runtime: RuntimeSpec,
              progress: Optional[Progress] = None, batch_size: Optional[int] = None,
-             token_chars: Optional[np.ndarray] = None, short: Optional[ShortPhase] = None) -> dict:
+             token_chars: Optional[np.ndarray] = None, tokenizer=None, short: Optional[ShortPhase] = None) -> dict:
     """Train one cell to the end and write its checkpoint; return its metrics.
 
     batch_size: sequences per step when the input format grows its batch to match a reference
-    format's tokens per step (ablate.run.prepare.batch_size_for); default the spec's.
+    format's tokens per step (ablate.run.prepare.batch_size_for); default the spec's. tokenizer: the cell's
+    `tokenizers.Tokenizer`, saved in the checkpoint beside the weights (with a model card).
     short: the short blocks the first pretrain.short_steps steps train on (a length schedule); needed exactly when
     the spec sets short_len.
     """
@@ -118,7 +119,10 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
     wall = time.perf_counter() - t0
     unigram = np.load(corpus_dir / "unigram.npy")
     ev = heldout_eval(trainer, heldout, unigram, cfg, vocab, runtime.eval_batch_size, token_chars)
-    checkpoint.save_final(trainer, run.checkpoint)
+    spec = read_json(run.path / "spec.json") or {}
+    card = checkpoint.model_card(run.path.parents[1].name, cell.variant, cell.seed, cell.key, cfg, ev,
+                                 spec.get("labels", {}).get("git_commit"))
+    checkpoint.save_final(trainer, run.checkpoint, tokenizer, cfg.data.max_len, card)
     shutil.rmtree(run.path / "resume", ignore_errors=True)  # the final checkpoint supersedes it
     return {
         **ev,
