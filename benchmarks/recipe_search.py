@@ -3,13 +3,15 @@
 Successive halving over recipe arms, every arm the `cpu` preset's model, data and objective (15% masking, 80/10/10,
 dynamic) with some recipe settings changed (ablate's study schema: model.norm, model.dropout, model.init_range,
 pretrain.lr, pretrain.schedule, pretrain.warmup_ratio, pretrain.short_len, ...):
-- rung 1: every arm to 4M training tokens (the schedule ends there), seed 0;
+- rung 1: every arm to 4M token slots (the schedule ends there), seed 0;
 - rung 2: the best third (at least 3) to 8M tokens;
 - rung 3: the best 2 and the current recipe to 16M tokens, seeds 0 and 1.
-An arm is scored by held-out MLM perplexity on the fixed held-out blocks and masks (the same text, tokenizer and
-masks for every arm, so perplexities compare like for like), and by its training-loss curve: the loss at 2M, 4M, 8M
-and 16M tokens, and where it leaves the plateau (the first point whose perplexity is under a quarter of the unigram
-level). BLiMP (20 pairs per paradigm) is scored on every checkpoint and on random init as a first look downstream.
+Budgets count token slots (steps x 32 sequences x 128 positions); about 83% are real tokens (FULL-SENTENCES blocks
+end at document ends), which `tokens_seen` and the curve's token counts report. An arm is scored by held-out MLM
+perplexity on the fixed held-out blocks and masks (the same text, tokenizer and masks for every arm, so perplexities
+compare like for like), and by its training-loss curve: the loss at 2M, 4M, 8M and 16M real tokens, and where it
+leaves the plateau (the first point whose perplexity is under a quarter of the unigram level). BLiMP (20 pairs per
+paradigm) is scored on every checkpoint and on random init as a first look downstream.
 
 Each rung is an ordinary study (benchmarks/results/recipe_search/rung-<tokens>.yaml, runs in --results) so a rerun
 skips what is done and resumes a cell mid-run, and `ablate report --results benchmarks/runs` shows it.
@@ -88,7 +90,7 @@ def curve_stats(curve_path: Path, unigram_ppl: float) -> dict:
     out: dict = {}
     for t in (2_000_000, 4_000_000, 8_000_000, 16_000_000):
         before = [p for p in points if p["tokens"] <= t * 1.01]
-        out[f"loss_at_{t // 1_000_000}m"] = round(before[-1]["mlm"], 3) if before and points[-1]["tokens"] >= t * 0.99 else None
+        out[f"loss_at_{t // 1_000_000}m"] = round(before[-1]["mlm"], 3) if before and points[-1]["tokens"] >= t else None
     exit_ = next((p["tokens"] for p in points if math.exp(p["mlm"]) < unigram_ppl / 4), None)
     out["plateau_exit_tokens"] = exit_
     return out
@@ -133,14 +135,17 @@ def ranked(rows: list[dict]) -> list[str]:
 
 
 def table(all_rows: dict[int, list[dict]]) -> str:
-    cols = ["arm", "seed", "heldout_ppl", "unigram_ppl", "loss_at_2m", "loss_at_4m", "loss_at_8m", "loss_at_16m",
+    cols = ["arm", "seed", "tokens_seen", "heldout_ppl", "unigram_ppl", "loss_at_2m", "loss_at_4m", "loss_at_8m", "loss_at_16m",
             "plateau_exit_tokens", "blimp", "wall_min", "tokens_per_s"]
     lines = []
     for rung, rows in all_rows.items():
-        lines += [f"\n### Rung {rung}: {RUNGS[rung - 1] / 1e6:g}M training tokens\n",
+        steps = round(RUNGS[rung - 1] / TOKENS_PER_STEP)
+        lines += [f"\n### Rung {rung}: {RUNGS[rung - 1] / 1e6:g}M token slots ({steps} steps x 32 x 128; tokens_seen "
+                  f"counts the real, non-padding ones)\n",
                   "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for r in rows:
-            lines.append("| " + " | ".join("" if r.get(c) is None else str(r[c]) for c in cols) + " |")
+            cells = {**r, "tokens_seen": f"{r['tokens_seen'] / 1e6:.2f}M" if r.get("tokens_seen") else None}
+            lines.append("| " + " | ".join("" if cells.get(c) is None else str(cells[c]) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
