@@ -130,6 +130,7 @@ def test_short_len_fractions_give_different_keys_and_must_divide_max_len():
         Config(data=DataSpec(max_len=128), pretrain=PretrainSpec(short_len=48))
     with pytest.raises(ValueError, match="short_fraction needs short_len"):
         PretrainSpec(short_fraction=0.5)
+    assert Config.model_validate_json(Config().model_dump_json()) == Config()  # a dumped config loads back
     assert PretrainSpec(steps=100, short_len=32, short_fraction=0.9).short_steps == 90
     assert PretrainSpec(steps=100).short_steps == 0
 

@@ -137,7 +137,7 @@ class PretrainSpec(Frozen):
     def _fractions(self) -> "PretrainSpec":
         if self.mask_token_frac + self.random_token_frac > 1 + 1e-9:
             raise AtKeys(("random_token_frac", "mask_token_frac"), "mask_token_frac + random_token_frac must be at most 1")
-        if self.short_len is None and "short_fraction" in self.model_fields_set:
+        if self.short_len is None and self.short_fraction != 0.9:  # (the default: a dumped config round-trips)
             raise AtKeys(("short_fraction",), "short_fraction needs short_len")
         if self.batch_multiplier > self.steps * self.steps_multiplier:
             raise AtKeys(("batch_multiplier", "steps", "steps_multiplier"),
