@@ -56,7 +56,11 @@ def progress(results: Path) -> tuple[int, int]:
 
 
 def check_files_whole(results: Path) -> None:
+    """Every file a reader may open parses. Dot-folders are excluded: a final checkpoint is written whole into
+    `.checkpoint.tmp` and renamed into place, so a kill may leave that folder half-written, never `checkpoint/`."""
     for path in results.rglob("*.json"):
+        if any(part.startswith(".") for part in path.relative_to(results).parts):
+            continue
         json.loads(path.read_text())  # a truncated file would not parse
     for path in results.rglob("loss.jsonl"):
         lines = path.read_text().splitlines()
