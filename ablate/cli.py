@@ -51,10 +51,7 @@ def one_line(message: str, limit: int = 600) -> str:
 
 
 def _store(results: Optional[Path]) -> Store:
-    root = results_root(results)
-    if root.exists() and not root.is_dir():
-        raise UserError(f"results directory {root} is not a directory (--results, or $ABLATE_RESULTS_DIR)")
-    return Store(root)
+    return Store(results_root(results))  # refuses a root that is not a directory
 
 
 @app.command()

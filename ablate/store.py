@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from ablate.errors import UserError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the whole new one, never a part."""
@@ -161,8 +163,11 @@ class RunDir:
 class Store:
     def __init__(self, root: Path, cache_root: Optional[Path] = None):
         """cache_root: where prepared data and tokenizers live (default root/_cache); a Ray worker keeps
-        one per node while its run directories are private (ablate/run/ray.py)."""
+        one per node while its run directories are private (ablate/run/ray.py). A root that exists but is not a
+        directory is a user error here, before any command reads or writes under it."""
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"results directory {self.root} is not a directory (--results, or $ABLATE_RESULTS_DIR)")
         self.cache_root = Path(cache_root) if cache_root is not None else self.root / "_cache"
 
     def study_dir(self, study: str) -> Path:

@@ -111,10 +111,7 @@ def rung_rows(store, plan) -> list[dict]:
     blimp = res.scores[(res.scores.task == "blimp") & (res.scores.metric == "blimp_accuracy")]
     for cell in plan.pretrain:
         run = store.pretrain(plan.study.name, cell.key)
-        try:
-            m = run.metrics()
-        except (OSError, ValueError):
-            m = None
+        m = run.metrics()  # None when not done (or damaged)
         row = {"arm": cell.variant, "seed": cell.seed, "key": cell.key}
         if not m:
             rows.append({**row, "heldout_ppl": None, "failed": True})

@@ -131,12 +131,6 @@ def _nothing_to_do(plan: Plan, store: Store, force: bool) -> bool:
     return recorded == plan.study.source and isinstance(last, dict) and last.get("scale") == plan.study.scale
 
 
-def _check_results_dir(root: Path) -> None:
-    """A results directory that is not one, or cannot be made: one line, before any work."""
-    if root.exists() and not root.is_dir():
-        raise UserError(f"results directory {root} is not a directory (--results, or $ABLATE_RESULTS_DIR)")
-
-
 def run(plan: Plan, store: Store, force: bool = False, reporter: Optional[Reporter] = None, wait: bool = False,
         executor=None) -> dict:
     """Run every pending cell of the plan; return counts of done/skipped/failed cells.
@@ -154,7 +148,6 @@ def run_plans(plans: list[Plan], store: Store, force: bool = False, reporter: Op
     A cell pending in several of them (the same key) runs once, in the first study that lists it, and is copied
     into the others when it finishes (before their fine-tunes of it start)."""
     plans = _distinct(plans)
-    _check_results_dir(store.root)
     for plan in plans:
         preflight(plan)
     if all(_nothing_to_do(plan, store, force) for plan in plans):  # no lock: a finished directory may be read-only

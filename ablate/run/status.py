@@ -18,8 +18,8 @@ from ablate.study.spec import StudySpec
 
 
 def _status(run) -> str:
-    if run.is_done():
-        metrics = run.metrics() or {}
+    metrics = run.metrics()  # read once: None when not done (or not to be trusted)
+    if metrics is not None:
         if metrics.get("snapshot"):  # benchmarks/snapshot_checkpoint.py: weights of an unfinished run, a probe
             return f"snapshot (step {metrics.get('steps', '?')})"
         return "done"
