@@ -150,19 +150,16 @@ def task_data(task: TaskSpec, ft: "FinetuneSpec") -> TaskData:
         share = len(train_idx) / len(full)
         train_name = f"{task.eval_split}[{share:.1%} by {'/'.join(task.groups)}]"
         eval_name = f"{task.eval_split}[other {1 - share:.1%}]"
+    order = np.random.default_rng(SUBSET_SEED).permutation(len(train))  # train_size takes its first examples
     if ft.tune_on_train is not None and frac is None:
-        # the last tune_on_train examples of the subset permutation are scored; train_size takes the first ones,
-        # the same examples as without tuning wherever the split is large enough
-        order = np.random.default_rng(SUBSET_SEED).permutation(len(train))
+        # its last tune_on_train examples are scored instead of the validation split, never fine-tuned on; the
+        # fine-tuning subset stays the same wherever the split is large enough
         if ft.tune_on_train >= len(train):
             raise UserError(f"{task.name}: finetune.tune_on_train ({ft.tune_on_train}) leaves nothing of its "
                             f"{len(train)} train examples to fine-tune on")
-        rest, dev = order[: len(train) - ft.tune_on_train], order[len(train) - ft.tune_on_train:]
-        if ft.train_size is not None:
-            rest = rest[: ft.train_size]
+        order, dev = order[: len(train) - ft.tune_on_train], order[len(train) - ft.tune_on_train:]
         evaluation, eval_name = train.select(np.sort(dev)), f"{train_name}[{len(dev)} held out for tuning]"
-        return TaskData(train.select(np.sort(rest)), evaluation, f"{train_name}[{len(rest)}]", eval_name, False)
-    if ft.train_size is not None and ft.train_size < len(train):
-        keep = np.random.default_rng(SUBSET_SEED).permutation(len(train))[: ft.train_size]
-        train = train.select(np.sort(keep))
+        train_name = f"{train_name}[{min(len(order), ft.train_size or len(order))}]"
+    if ft.train_size is not None and ft.train_size < len(order) or len(order) < len(train):
+        train = train.select(np.sort(order[: ft.train_size]))
     return TaskData(train, evaluation, train_name, eval_name, frac is not None)
