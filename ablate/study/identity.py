@@ -53,9 +53,23 @@ def tokenizer_identity(cfg: Config) -> dict[str, Any]:
 FORMAT_VERSIONS = {"segment_pair": 2}
 
 
-# Data settings added after results were committed: left out of the hash while unset, so every key made before
-# them stays the same.
-UNSET_NOT_HASHED = ("heldout_chars",)
+# Settings added after results were committed, with their defaults: a section's setting is hashed only away from
+# its default, so every key made before it stays the same (data: heldout_chars; model and pretrain: the recipe
+# settings of issue 26). short_fraction means nothing without short_len.
+ADDED_LATER = {"data": {"heldout_chars": None},
+               "model": {"norm": "post", "init_range": 0.02},
+               "pretrain": {"schedule": "linear", "short_len": None, "short_fraction": 0.9}}
+
+
+def _section(cfg: Config, name: str) -> dict[str, Any]:
+    """One hashed section of the config, the settings added later left out at their defaults."""
+    out = getattr(cfg, name).model_dump(mode="json")
+    for key, default in ADDED_LATER[name].items():
+        if out.get(key) == default:
+            out.pop(key)
+    if name == "pretrain" and "short_len" not in out:
+        out.pop("short_fraction", None)
+    return out
 
 
 def data_identity(cfg: Config) -> dict[str, Any]:
@@ -64,10 +78,7 @@ def data_identity(cfg: Config) -> dict[str, Any]:
     fmt = FORMATS.get(cfg.data.format)
     versions = {name: FORMAT_VERSIONS[name] for name in (fmt.name, fmt.token_reference)
                 if name and FORMAT_VERSIONS.get(name, 1) > 1}
-    data = cfg.data.model_dump(mode="json")
-    for key in UNSET_NOT_HASHED:
-        if data.get(key) is None:
-            data.pop(key, None)
+    data = _section(cfg, "data")
     return {**data, "format_versions": versions} if versions else data
 
 
@@ -96,23 +107,6 @@ def heldout_identity(cfg: Config) -> tuple[str, str]:
 # corrected measure gets new cells. wordpiece 2: bits per character no longer counts a continuation piece's
 # "##" as text (data.tokenizer.token_char_lengths).
 METRIC_VERSIONS = {"wordpiece": 2}
-
-
-# Recipe settings added after results were committed (issue 26): hashed only away from these defaults, so every
-# key made before them stays the same. short_fraction means nothing without short_len.
-RECIPE_DEFAULTS = {"model": {"norm": "post", "init_range": 0.02},
-                   "pretrain": {"schedule": "linear", "short_len": None, "short_fraction": 0.9}}
-
-
-def _section(cfg: Config, name: str) -> dict[str, Any]:
-    """One hashed section of the config, the recipe settings at their defaults left out."""
-    out = getattr(cfg, name).model_dump(mode="json")
-    for key, default in RECIPE_DEFAULTS[name].items():
-        if out.get(key) == default:
-            out.pop(key)
-    if name == "pretrain" and "short_len" not in out:
-        out.pop("short_fraction", None)
-    return out
 
 
 def model_identity(cfg: Config) -> dict[str, Any]:
