@@ -40,6 +40,8 @@ TUNE_EXAMPLES = 1000
 
 
 SCALE = "cpu"  # --scale tiny makes a quick smoke run of the same steps
+JOBS = 1  # --jobs N: N cells at once (JobsExecutor), torch threads divided among them
+TUNE_SEEDS = [0, 1]
 
 
 def study(name: str, recipe: str, tokens: int, tasks: list[str], seeds: dict, finetune: dict, description: str) -> dict:
@@ -63,7 +65,9 @@ def run(doc: dict, out: Path, store) -> tuple:
     plan = expand(load_study(path))
     print(f"[{time.strftime('%H:%M:%S')}] {doc['name']}: {len(plan.pretrain)} pretrainings, "
           f"{len(plan.finetune)} fine-tunes", flush=True)
-    pipeline.run(plan, store)
+    from ablate.run.executors import JobsExecutor
+
+    pipeline.run(plan, store, executor=JobsExecutor(JOBS) if JOBS > 1 else None)
     return plan, collect(store, plan)
 
 
@@ -85,7 +89,7 @@ def tune(recipes: list[str], tokens: int, out: Path, store) -> dict:
     rows = []
     for recipe in recipes:
         for lr in LRS:
-            doc = study(f"rc-tune-{recipe}-lr{lr:g}", recipe, tokens, TASKS, {"pretrain": [0], "finetune": [0, 1]},
+            doc = study(f"rc-tune-{recipe}-lr{lr:g}", recipe, tokens, TASKS, {"pretrain": [0], "finetune": list(TUNE_SEEDS)},
                         {"lr": lr, "tune_on_train": TUNE_EXAMPLES},
                         f"Fine-tuning lr {lr:g} for recipe {recipe}, scored on {TUNE_EXAMPLES} held-out train examples.")
             _, res = run(doc, out, store)
@@ -168,13 +172,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="pretraining seeds per recipe in compare")
     ap.add_argument("--ft-seeds", type=int, default=5, help="fine-tuning seeds per checkpoint in compare and scaling")
     ap.add_argument("--lrs", type=float, nargs="+", default=LRS, help="fine-tuning learning rates tune tries")
+    ap.add_argument("--tune-seeds", type=int, default=2, help="fine-tuning seeds per lr in tune")
+    ap.add_argument("--budgets", type=float, nargs="+", default=[4, 16, 64],
+                    help="scaling: pretraining budgets in millions of token slots (the largest with one seed)")
+    ap.add_argument("--jobs", type=int, default=1, help="cells at once on this machine (torch threads divided)")
     ap.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS, help="fine-tuning tasks")
     ap.add_argument("--scale", default="cpu", choices=["tiny", "cpu"], help="tiny: a smoke run of the same steps")
     ap.add_argument("--results", default=str(REPO / "benchmarks" / "runs"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = ap.parse_args()
-    global SCALE
-    SCALE = args.scale
+    global SCALE, JOBS
+    SCALE, JOBS = args.scale, args.jobs
+    TUNE_SEEDS[:] = range(args.tune_seeds)
     LRS[:], TASKS[:] = args.lrs, args.tasks
     os.environ.setdefault("ABLATE_DATA_DIR", str(REPO.parent / "shared" / "data"))
     from ablate.store import Store
@@ -193,10 +202,10 @@ def main() -> None:
         print(table(result))
     else:
         result = {}
-        for t in (4, 16, 64):
-            seeds = list(range(args.seeds)) if t < 64 else [0]  # the 64M point once
-            result[f"{t}M"] = compare([best], t * 1_000_000, out, store, seeds, name="rc-scaling",
-                                      ft_seeds=args.ft_seeds)[best]
+        for t in sorted(args.budgets):
+            seeds = list(range(args.seeds)) if t < max(args.budgets) else [0]  # the largest point once
+            result[f"{t:g}M"] = compare([best], int(t * 1_000_000), out, store, seeds, name="rc-scaling",
+                                        ft_seeds=args.ft_seeds)[best]
         (out / "scaling.json").write_text(json.dumps(result, indent=1) + "\n")
         (out / "scaling.md").write_text(table(result))
         print(table(result))
