@@ -79,7 +79,7 @@ def study_for(rung: int, arms: list[str]) -> dict:
         "name": f"recipe-{tokens // 1_000_000}m",
         "description": f"Recipe search (benchmarks/recipe_search.py), rung {rung}: arms {', '.join(arms)} pretrained "
                        f"for {tokens / 1e6:g}M training tokens at the cpu shape; BLiMP on every checkpoint.",
-        "scale": "cpu",
+        "scale": "cpu-v1",  # the first edition's recipe: every arm is an override of it
         "base": {"pretrain": {"steps": round(tokens / TOKENS_PER_STEP), "masking": "dynamic"},
                  "finetune": {"tasks": ["blimp"], "pairs_per_paradigm": 20}},
         "variants": {name: ARMS[name] for name in arms},

@@ -40,7 +40,7 @@ name: sweep-{name}-{budget:g}m
 description: >-
   Scale sweep, shape {name} (hidden {h}, {l} layers): pretrained for a budget of {flops:.2e} FLOPs
   ({steps} steps of {batch} sequences) vs the same architecture from random init, on SST-2.
-scale: cpu
+scale: cpu-v1  # the first edition's cpu preset (ablate/study/scales.py)
 base:
   model: {{hidden_size: {h}, num_layers: {l}, num_heads: {nh}, intermediate_size: {ff}}}
   data: {{train_tokens: {train_tokens}}}
@@ -89,7 +89,7 @@ def main() -> None:
         h, l, nh, ff = SHAPES[name]
         study_path = out / "sweep" / f"{name}-{args.budget_min:g}m.yaml"
         if not study_path.exists():  # steps are fixed the first time, so a rerun resumes the same study
-            cfg = Config.model_validate(deep_merge(SCALE_PRESETS["cpu"], {
+            cfg = Config.model_validate(deep_merge(SCALE_PRESETS["cpu-v1"], {
                 "model": {"hidden_size": h, "num_layers": l, "num_heads": nh, "intermediate_size": ff},
                 "data": {"train_tokens": args.train_tokens}, "pretrain": {"steps": 1, "batch_size": args.batch}}))
             budget = args.budget_min * 60 * args.flops_per_s
