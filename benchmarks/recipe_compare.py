@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from recipe_search import ARMS, TOKENS_PER_STEP  # noqa: E402
 
 TASKS = ["sst2", "cola", "stsb"]
-METRIC = {"sst2": "accuracy", "cola": "matthews_correlation", "stsb": "spearmanr"}
+METRIC = {"sst2": "accuracy", "cola": "matthews_correlation", "stsb": "spearman"}
 LRS = [1e-4, 3e-4, 1e-3]
 TUNE_EXAMPLES = 1000
 
@@ -96,6 +96,8 @@ def tune(recipes: list[str], tokens: int, out: Path, store) -> dict:
             for task in TASKS:
                 s = res.scores[(res.scores.task == task) & (res.scores.metric == METRIC[task])]
                 for arm, sub in (("pretrained", s[s.variant == recipe]), ("random-init", s[s.variant == RANDOM_INIT])):
+                    if sub.empty:
+                        raise SystemExit(f"{doc['name']}: no {METRIC[task]} score for {arm} on {task}")
                     rows.append({"recipe": recipe, "lr": lr, "task": task, "arm": arm,
                                  "mean": float(sub["value"].mean()), "n": len(sub)})
     for r in rows:
