@@ -139,7 +139,7 @@ def compare(recipes: list[str], tokens: int, out: Path, store, seeds: list[int],
     for recipe in recipes:
         ft = {"lr_by_task": {t: tuned[f"{recipe}/pretrained/{t}"] for t in TASKS},
               "random_init_lr_by_task": {t: tuned[f"{recipe}/random-init/{t}"] for t in TASKS}}
-        doc = study(f"{name}-{recipe}-{tokens // 1_000_000}m", recipe, tokens, TASKS + ["blimp"],
+        doc = study(f"{name}-{recipe}-{tokens / 1e6:g}m", recipe, tokens, TASKS + ["blimp"],
                     {"pretrain": seeds, "finetune": list(range(ft_seeds))}, ft,
                     f"Recipe {recipe} at {tokens / 1e6:g}M training tokens: SST-2, CoLA, STS-B (each arm at its tuned "
                     f"lr), BLiMP, against random init.")
@@ -166,6 +166,43 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+GPU_FLOPS = 1e14  # effective FLOP/s assumed for one modern GPU on a small model (~25-30% of an H100's bf16 peak)
+
+
+def fit(result: dict, best: str, out: Path) -> dict:
+    """Per task, the median margin over random init fitted against log10(token slots) by least squares, and where
+    the fit reaches +3 points: in token slots, CPU-hours on this machine (the measured minutes per pretraining,
+    scaled by slots) and GPU-hours by FLOP arithmetic (6 x compute parameters x tokens, at GPU_FLOPS)."""
+    import numpy as np
+
+    from ablate.study.load import load_study
+
+    budgets = sorted(result, key=lambda k: float(k[:-1]))
+    spec = load_study(next(out.glob(f"rc-scaling-{best}-*.yaml")))
+    cfg = next(iter(spec.variants.values()))
+    params = cfg.model.non_embedding_params() + cfg.model.hidden_size * cfg.data.vocab_size  # blocks + LM head
+    per_slot_s = np.median([60 * r["wall_min"] / (float(b[:-1]) * 1e6)
+                            for b in budgets for r in result[b] if r["task"] == "heldout"])
+    out = {"compute_params": params, "cpu_s_per_million_slots": per_slot_s * 1e6, "gpu_flops_assumed": GPU_FLOPS}
+    for task in TASKS + ["blimp"]:
+        xs, ys = [], []
+        for b in budgets:
+            row = next((r for r in result[b] if r["task"] == task), None)
+            if row and row.get("diff") is not None and not math.isnan(row["diff"]):
+                xs.append(math.log10(float(b[:-1]) * 1e6))
+                ys.append(100 * row["diff"])
+        if len(xs) < 2:
+            continue
+        slope, intercept = np.polyfit(xs, ys, 1)
+        entry = {"points": len(xs), "slope_per_decade": float(slope), "intercept": float(intercept)}
+        if slope > 0:
+            slots = 10 ** ((3.0 - intercept) / slope)
+            entry.update(slots_for_plus3=float(slots), cpu_hours=float(slots * per_slot_s / 3600),
+                         gpu_hours=float(6 * params * slots / GPU_FLOPS / 3600))
+        out[task] = entry
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=["tune", "compare", "scaling"])
@@ -177,6 +214,8 @@ def main() -> None:
     ap.add_argument("--tune-seeds", type=int, default=2, help="fine-tuning seeds per lr in tune")
     ap.add_argument("--budgets", type=float, nargs="+", default=[4, 16, 64],
                     help="scaling: pretraining budgets in millions of token slots (the largest with one seed)")
+    ap.add_argument("--one-seed", type=float, nargs="*", help="scaling: budgets run with one pretraining seed "
+                    "(default: the largest of --budgets; none: pass the flag alone)")
     ap.add_argument("--jobs", type=int, default=1, help="cells at once on this machine (torch threads divided)")
     ap.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS, help="fine-tuning tasks")
     ap.add_argument("--scale", default="cpu-v1", choices=["tiny", "cpu-v1"], help="tiny: a smoke run of the same steps")
@@ -203,14 +242,20 @@ def main() -> None:
         (out / "compare.md").write_text(table(result))
         print(table(result))
     else:
-        result = {}
+        once = args.one_seed if args.one_seed is not None else [max(args.budgets)]  # default: the largest once
+        path = out / "scaling.json"
+        result = json.loads(path.read_text()) if path.exists() else {}  # budgets measured before stay
         for t in sorted(args.budgets):
-            seeds = list(range(args.seeds)) if t < max(args.budgets) else [0]  # the largest point once
+            seeds = [0] if t in once else list(range(args.seeds))
             result[f"{t:g}M"] = compare([best], int(t * 1_000_000), out, store, seeds, name="rc-scaling",
                                         ft_seeds=args.ft_seeds)[best]
+        result = dict(sorted(result.items(), key=lambda kv: float(kv[0][:-1])))
         (out / "scaling.json").write_text(json.dumps(result, indent=1) + "\n")
-        (out / "scaling.md").write_text(table(result))
+        fitted = fit(result, best, out) if len(result) > 1 else {}
+        (out / "scaling_fit.json").write_text(json.dumps(fitted, indent=1) + "\n")
+        (out / "scaling.md").write_text(table(result) + "\n```\n" + json.dumps(fitted, indent=1) + "\n```\n")
         print(table(result))
+        print(json.dumps(fitted, indent=1))
 
 
 if __name__ == "__main__":

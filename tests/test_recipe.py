@@ -135,6 +135,27 @@ def test_short_len_fractions_give_different_keys_and_must_divide_max_len():
     assert PretrainSpec(steps=100).short_steps == 0
 
 
+
+def test_a_study_turns_the_cpu_presets_length_schedule_off(tmp_path):
+    """`short_len: null` switches the preset's schedule off, its short_fraction with it; a short_fraction the study
+    file writes itself without a short_len is still refused, naming the line."""
+    from ablate.errors import UserError
+    from ablate.study.load import load_study
+
+    body = "name: s\ndescription: d\nscale: cpu\nbase:\n  pretrain: {{short_len: null{extra}}}\n" \
+           "variants: {{a: {{}}}}\nbaseline: a\nseeds: {{pretrain: [0], finetune: [0]}}\n"
+    path = tmp_path / "s.yaml"
+    assert load_study(path_with(path, body.format(extra="")), "cpu").variants["a"].pretrain.short_steps == 0
+    assert load_study(path, "cpu").variants["a"].pretrain.short_fraction == 0.9
+    assert load_study(path, "cpu").variants["a"].model.norm == "pre"  # the preset's other recipe settings stay
+    with pytest.raises(UserError, match=r"s.yaml:5: .*short_fraction needs short_len"):
+        load_study(path_with(path, body.format(extra=", short_fraction: 0.5")), "cpu")
+
+
+def path_with(path, text):
+    path.write_text(text)
+    return path
+
 STUDY = """\
 name: recipe
 description: the recipe settings end to end

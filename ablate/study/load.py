@@ -92,6 +92,15 @@ def written_at(spec: StudySpec, variant: str, candidates: list[Loc]) -> str:
     return f"{spec.path}{f':{line}' if line else ''}: {_fmt_loc(path)}"
 
 
+def _preset_schedule_off(merged: dict, written: list) -> None:
+    """A study that turns a preset's length schedule off (`pretrain.short_len: null`) turns its short_fraction off
+    with it; a short_fraction the study file itself writes without a short_len is still refused."""
+    pre = merged.get("pretrain")
+    if isinstance(pre, dict) and pre.get("short_len") is None and not any(
+            isinstance(w.get("pretrain"), dict) and "short_fraction" in w["pretrain"] for w in written):
+        pre.pop("short_fraction", None)
+
+
 def load_study(path: str | Path, scale: Optional[str] = None) -> StudySpec:
     """Load, merge and validate a study file for `scale` (default: the file's own)."""
     path = Path(path)
@@ -125,6 +134,7 @@ def load_study(path: str | Path, scale: Optional[str] = None) -> StudySpec:
     variants: dict[str, Config] = {}
     for name, over in raw.variants.items():
         merged = deep_merge(deep_merge(deep_merge(preset, raw.base), scale_over), over or {})
+        _preset_schedule_off(merged, [raw.base, scale_over, over or {}])
         try:
             variants[name] = Config.model_validate(merged)
         except ValidationError as err:

@@ -23,8 +23,8 @@ from ablate.errors import UserError
 from ablate.study.strict import AtKeys, Frozen, registered
 from ablate.tasks import TASKS
 
-SCALES = ("tiny", "cpu", "paper", "cpu-v1")
-Scale = Literal["tiny", "cpu", "paper", "cpu-v1"]
+SCALES = ("tiny", "cpu", "gpu", "paper", "cpu-v1")
+Scale = Literal["tiny", "cpu", "gpu", "paper", "cpu-v1"]
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # matched in full (re.fullmatch): "a\n" is not a name
 CORPUS_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # each part of a corpus path under the data root
 
