@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 StudiesArg = Annotated[list[Path], typer.Argument(help="Study files (YAML), e.g. studies/masking.yaml or studies/*.yaml")]
-ScaleOpt = Annotated[Optional[str], typer.Option("--scale", help="Scale preset: tiny | cpu | paper (default: the file's)")]
+ScaleOpt = Annotated[Optional[str], typer.Option("--scale", help="Scale preset: tiny | cpu | gpu | paper | cpu-v1 (default: the file's)")]
 ResultsOpt = Annotated[Optional[Path], typer.Option("--results", help="Results directory (default: $ABLATE_RESULTS_DIR or ./results)")]
 
 
