@@ -21,7 +21,7 @@ description: a micro study
 base:
   model: {{hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}}
   data: {{vocab_size: 400, tokenizer_train_chars: 20000, max_len: 32, train_tokens: 3000, heldout_tokens: 1000}}
-  pretrain: {{steps: {steps}, batch_size: 8, short_len: null}}  # (the cpu preset's length schedule off)
+  pretrain: {{steps: {steps}, batch_size: 8}}
   finetune: {{tasks: [sst2], train_size: 100, epochs: 1, batch_size: 16, max_len: 32, random_init_control: {ri}}}
 variants:
 {variants}

@@ -150,6 +150,14 @@ def test_a_study_turns_the_cpu_presets_length_schedule_off(tmp_path):
     assert load_study(path, "cpu").variants["a"].model.norm == "pre"  # the preset's other recipe settings stay
     with pytest.raises(UserError, match=r"s.yaml:5: .*short_fraction needs short_len"):
         load_study(path_with(path, body.format(extra=", short_fraction: 0.5")), "cpu")
+    # blocks no longer than the preset's short ones: the preset's schedule is off; one the file writes is refused
+    short = "name: s\ndescription: d\nbase:\n  data: {{max_len: 32}}\n  pretrain: {{steps: 10{extra}}}\n" \
+            "variants: {{a: {{}}}}\nbaseline: a\nseeds: {{pretrain: [0], finetune: [0]}}\n"
+    cfg = load_study(path_with(path, short.format(extra="")), "cpu").variants["a"]
+    assert cfg.pretrain.short_len is None and cfg.pretrain.short_steps == 0 and cfg.model.norm == "pre"
+    assert load_study(path, "cpu-v1").variants["a"].pretrain.short_len is None
+    with pytest.raises(UserError, match=r"short_len \(32\) must be under data.max_len \(32\).*short_len: null"):
+        load_study(path_with(path, short.format(extra=", short_len: 32")), "cpu")
 
 
 def path_with(path, text):

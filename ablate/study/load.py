@@ -93,11 +93,22 @@ def written_at(spec: StudySpec, variant: str, candidates: list[Loc]) -> str:
 
 
 def _preset_schedule_off(merged: dict, written: list) -> None:
-    """A study that turns a preset's length schedule off (`pretrain.short_len: null`) turns its short_fraction off
-    with it; a short_fraction the study file itself writes without a short_len is still refused."""
-    pre = merged.get("pretrain")
-    if isinstance(pre, dict) and pre.get("short_len") is None and not any(
-            isinstance(w.get("pretrain"), dict) and "short_fraction" in w["pretrain"] for w in written):
+    """A scale preset's sequence-length schedule yields to the study: it is off where the study turns it off
+    (`pretrain.short_len: null`) or where the study's blocks are no longer than the preset's short ones (a
+    `data.max_len` of 32 at the `cpu` preset), its short_fraction with it. What the study file writes itself is
+    checked as written: a short_fraction without a short_len, or a short_len that does not divide max_len, is refused."""
+    pre, data = merged.get("pretrain"), merged.get("data")
+    if not isinstance(pre, dict):
+        return
+
+    def wrote(key: str) -> bool:
+        return any(isinstance(w.get("pretrain"), dict) and key in w["pretrain"] for w in written)
+
+    short, length = pre.get("short_len"), data.get("max_len") if isinstance(data, dict) else None
+    if (isinstance(short, int) and isinstance(length, int) and short >= length and not wrote("short_len")
+            and not wrote("short_fraction")):
+        pre["short_len"] = short = None
+    if short is None and not wrote("short_fraction"):
         pre.pop("short_fraction", None)
 
 

@@ -293,7 +293,7 @@ class Config(Frozen):
         short = self.pretrain.short_len
         if short is not None and (short >= self.data.max_len or self.data.max_len % short):
             raise AtKeys(("pretrain.short_len", "data.max_len"), f"pretrain.short_len ({short}) must be under "
-                                                                 f"data.max_len ({self.data.max_len}) and divide it")
+                                                                 f"data.max_len ({self.data.max_len}) and divide it (pretrain.short_len: null trains at max_len only)")
         return self
 
     def short_config(self) -> Optional["Config"]:
