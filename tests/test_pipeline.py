@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -261,6 +262,10 @@ def test_input_formats_and_nsp(tmp_path, tiny_data_root):
     m = {c.variant: store.pretrain("formats", c.key).metrics() for c in plan.pretrain}
     assert "heldout_nsp_accuracy" in m["segment_pair"] and "heldout_nsp_accuracy" in m["sentence_pair"]
     assert "heldout_nsp_accuracy" not in m["segment_pair_no_nsp"]
+    # every format is also scored on FULL-SENTENCES' held-out blocks: the same masked tokens for all
+    assert m["full_sentences"]["shared_heldout_ppl"] == m["full_sentences"]["heldout_ppl"]
+    for fmt in ("segment_pair", "sentence_pair", "doc_sentences"):
+        assert math.isfinite(m[fmt]["shared_heldout_ppl"]) and m[fmt]["shared_heldout_ppl"] != m[fmt]["heldout_ppl"]
     assert m["full_sentences"]["sequences_per_step"] == 8
     # token-matched formats grow their batch, and their tokens per step match the reference's
     assert m["sentence_pair"]["sequences_per_step"] > 8

@@ -399,6 +399,15 @@ def test_heldout_rows_compare_like_for_like_or_say_why_not():
     assert (r.metric, r.caveat) == ("heldout_ppl", verdicts.OWN_BLOCKS)
     assert "not like for like" in verdict_frame(pd.DataFrame([r]))["metric"].iloc[0]
     assert row(None).metric == "heldout_ppl"
+    # both arms also scored on the shared FULL-SENTENCES blocks: that comparison is like for like, on its values
+    shared = v[(v["task"] == "pretraining") & (v["metric"] == "heldout_ppl")].assign(metric="shared_heldout_ppl")
+    shared["value"] = [50.0, 51.0, 52.0, 55.0, 56.0, 57.0]  # "better" 5 above "base": worse on the shared blocks
+    v = pd.concat([v, shared], ignore_index=True)
+    r = row({"base": same, "better": other_format})
+    assert (r.metric, r.caveat) == ("shared_heldout_ppl", "") and r["diff"] == pytest.approx(5.0)
+    assert r.verdict == verdicts.DISAGREES
+    v = v[~((v["metric"] == "shared_heldout_ppl") & (v["variant"] == "base"))]  # one arm without it: own blocks
+    assert (row({"base": same, "better": other_format}).metric) == "heldout_ppl"
 
 
 def test_heldout_identity_separates_blocks_from_units():

@@ -19,18 +19,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ablate.analysis.anchors import HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK
+from ablate.analysis.anchors import HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, SHARED_HELDOUT_PPL
 from ablate.metrics import METRICS
 from ablate.study.cells import RANDOM_INIT
 from ablate.tasks import TASKS
 
 CONFIDENCE = 0.95  # every interval in the report
 SUMMARY_COLUMNS = ["variant", "task", "metric", "n", "median", "mean", "std", "ci_low", "ci_high"]
-PRETRAIN_STATS = ["heldout_ppl", "unigram_ppl", "heldout_bpc", "heldout_nsp_accuracy", "steps", "sequences_per_step",
-                  "tokens_per_step", "tokens_seen", "epochs", "flops", "wall_s", "tokens_per_s", "peak_memory_mb"]
+PRETRAIN_STATS = ["heldout_ppl", SHARED_HELDOUT_PPL, "unigram_ppl", "heldout_bpc", "heldout_nsp_accuracy", "steps",
+                  "sequences_per_step", "tokens_per_step", "tokens_seen", "epochs", "flops", "wall_s", "tokens_per_s",
+                  "peak_memory_mb"]
 MARGIN_COLUMNS = ["variant", "task", "metric", "n", "median", "random_init_n", "random_init_median", "margin"]
 MISSING = "—"  # shown for a cell with no finished runs
-PRETRAIN_METRICS = {HELDOUT_PPL: False, HELDOUT_BPC: False}  # pretraining metrics in verdicts -> higher_is_better
+PRETRAIN_METRICS = {HELDOUT_PPL: False, HELDOUT_BPC: False, SHARED_HELDOUT_PPL: False}  # pretraining metrics in verdicts -> higher_is_better
 VALUE_COLUMNS = ["variant", "pretrain_seed", "finetune_seed", "task", "metric", "value"]
 
 
@@ -209,10 +210,10 @@ def pretraining_margin(summary: pd.DataFrame, metric: str = "accuracy",
 
 
 def values_long(scores: pd.DataFrame, pretrain_df: pd.DataFrame) -> pd.DataFrame:
-    """Fine-tuning scores plus held-out perplexity and bits per character (task PRETRAINING_TASK, no fine-tuning
-    seed) -> VALUE_COLUMNS."""
+    """Fine-tuning scores plus held-out perplexity (on the format's own blocks and on the shared FULL-SENTENCES
+    blocks) and bits per character (task PRETRAINING_TASK, no fine-tuning seed) -> VALUE_COLUMNS."""
     parts = [scores.reindex(columns=VALUE_COLUMNS)]
-    for metric in (HELDOUT_PPL, HELDOUT_BPC):
+    for metric in (HELDOUT_PPL, HELDOUT_BPC, SHARED_HELDOUT_PPL):
         if not pretrain_df.empty and metric in pretrain_df:
             parts.append(pd.DataFrame({
                 "variant": pretrain_df["variant"], "pretrain_seed": pretrain_df["seed"], "finetune_seed": pd.NA,

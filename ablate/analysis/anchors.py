@@ -76,6 +76,7 @@ def paper_table(table_id: str, metric: Optional[str] = None) -> pd.DataFrame:
 PRETRAINING_TASK = "pretraining"  # the `task` of pretraining metrics in aggregate's long tables
 HELDOUT_PPL = "heldout_ppl"  # our metric for the paper's `ppl` column (held-out MLM perplexity)
 HELDOUT_BPC = "heldout_bpc"  # held-out bits per character: what compares across tokenizers
+SHARED_HELDOUT_PPL = "shared_heldout_ppl"  # held-out perplexity on FULL-SENTENCES' blocks, whatever the input format
 PPL_COLUMN = "ppl"
 SANITY = "sanity"  # source of the random-init check: expected everywhere, not a paper finding
 EXPLORATORY = "exploratory"  # a variant vs the baseline with no stated direction

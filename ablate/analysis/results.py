@@ -18,8 +18,8 @@ from ablate.store import Store
 
 SCORE_COLUMNS = ["variant", "pretrain_seed", "task", "metric", "finetune_seed", "value", "key"]
 PRETRAIN_COLUMNS = [
-    "variant", "seed", "key", "heldout_ppl", "heldout_loss", "unigram_ppl", "steps", "tokens_seen",
-    "tokens_per_step", "flops", "wall_s", "tokens_per_s", "final_train_loss", "sequences_per_step", "epochs",
+    "variant", "seed", "key", "heldout_ppl", "heldout_loss", "shared_heldout_ppl", "unigram_ppl", "steps",
+    "tokens_seen", "tokens_per_step", "flops", "wall_s", "tokens_per_s", "final_train_loss", "sequences_per_step", "epochs",
     "heldout_nsp_accuracy", "heldout_bpc", "peak_memory_mb",
 ]
 CURVE_COLUMNS = ["variant", "seed", "step", "loss", "lr"]

@@ -27,7 +27,8 @@ import pandas as pd
 from scipy import stats
 
 from ablate.analysis.aggregate import CONFIDENCE, higher_is_better, primary_columns, scale_of
-from ablate.analysis.anchors import EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, SANITY, Claim
+from ablate.analysis.anchors import (EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, SANITY,
+                                     SHARED_HELDOUT_PPL, Claim)
 
 COMPARISON_COLUMNS = [
     "a", "b", "task", "metric", "relation", "kind", "margin", "source", "note", "expected", "n", "n_a", "n_b",
@@ -78,6 +79,12 @@ def heldout_metric(a: str, b: str, heldout: Optional[Mapping[str, tuple[Hashable
     if units_a == units_b:
         return HELDOUT_PPL, OWN_BLOCKS if text_a != text_b else ""
     return HELDOUT_BPC, OTHER_TEXT if text_a != text_b else OTHER_UNITS
+
+
+def _has(values: pd.DataFrame, metric: str, *variants: str) -> bool:
+    """Whether every one of the variants has a value of the (pretraining) metric."""
+    arms = set(values[(values["task"] == PRETRAINING_TASK) & (values["metric"] == metric)]["variant"])
+    return all(v in arms for v in variants)
 
 
 def unit_values(values: pd.DataFrame, variant: str, task: str, metric: str) -> pd.Series:
@@ -294,6 +301,8 @@ def _claim_rows(values: pd.DataFrame, claim: Claim, columns: Sequence[tuple[str,
         caveat = ""
         if task == PRETRAINING_TASK:
             metric, caveat = heldout_metric(claim.a, claim.b, heldout)
+            if caveat == OWN_BLOCKS and _has(values, SHARED_HELDOUT_PPL, claim.a, claim.b):
+                metric, caveat = SHARED_HELDOUT_PPL, ""  # both also scored on the same FULL-SENTENCES blocks
         arms = set(values[(values["task"] == task) & (values["metric"] == metric)]["variant"])
         if claim.a not in arms or claim.b not in arms:
             continue

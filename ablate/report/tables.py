@@ -11,7 +11,7 @@ import pandas as pd
 
 from ablate.analysis import aggregate, verdicts
 from ablate.analysis.anchors import (BLIMP_TASK, EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK,
-                                     RELATION_TEXT, SANITY, paper_value, study_claims)
+                                     RELATION_TEXT, SANITY, SHARED_HELDOUT_PPL, paper_value, study_claims)
 from ablate.analysis.results import StudyResults
 from ablate.metrics import METRICS
 from ablate.study.cells import RANDOM_INIT
@@ -39,7 +39,8 @@ def study_comparisons(study: StudySpec, results: StudyResults) -> pd.DataFrame:
 
 
 # pretraining metrics -> their titles, in the order of the pretraining table
-PRETRAIN_NAMES = {HELDOUT_PPL: "held-out MLM ppl", "unigram_ppl": "unigram ppl", HELDOUT_BPC: "bits/char",
+PRETRAIN_NAMES = {HELDOUT_PPL: "held-out MLM ppl", SHARED_HELDOUT_PPL: "held-out ppl, shared blocks",
+                  "unigram_ppl": "unigram ppl", HELDOUT_BPC: "bits/char",
                   "heldout_nsp_accuracy": "held-out NSP acc.", "steps": "steps", "sequences_per_step": "sequences/step",
                   "tokens_per_step": "tokens/step", "tokens_seen": "tokens seen", "epochs": "epochs",
                   "flops": "FLOPs (est.)", "wall_s": "wall time (s)", "tokens_per_s": "tokens/s",

@@ -85,8 +85,8 @@ def _begin(cell: Union[PretrainCell, FinetuneCell], ctx: CellContext, store: Sto
     return run
 
 
-_SUMMARY_KEYS = ("steps", "tokens_seen", "heldout_ppl", "unigram_ppl", "final_train_loss", "heldout_nsp_accuracy",
-                 "metrics", "threads", "device")
+_SUMMARY_KEYS = ("steps", "tokens_seen", "heldout_ppl", "shared_heldout_ppl", "unigram_ppl", "final_train_loss",
+                 "heldout_nsp_accuracy", "metrics", "threads", "device")
 
 
 def _stamp() -> str:
@@ -144,9 +144,11 @@ def _run_pretrain(cell: PretrainCell, ctx: CellContext, store: Store, reporter: 
             short = cell.config.short_config()  # a length schedule's short blocks, same tokens per step
             short_phase = None if short is None else ShortPhase(
                 corpus_for(store, short), batch_size_for(store, short) * (cell.config.data.max_len // short.data.max_len))
+            shared = cell.config.shared_heldout_config()  # other formats: also scored on FULL-SENTENCES' held-out
+            shared_heldout = None if shared is None else (corpus_for(store, shared), shared)
         reporter.stage(label, total=cell.config.pretrain.total_steps)
         return pretrain(cell, run, folder, tok.get_vocab_size(), ctx.runtime, reporter.step, batch,
-                        token_char_lengths(tok), tok, short_phase)
+                        token_char_lengths(tok), tok, short_phase, shared_heldout)
 
     return _attempt(run, work, label)
 

@@ -27,6 +27,7 @@ SCALES = ("tiny", "cpu", "gpu", "paper", "cpu-v1")
 Scale = Literal["tiny", "cpu", "gpu", "paper", "cpu-v1"]
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"  # matched in full (re.fullmatch): "a\n" is not a name
 CORPUS_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # each part of a corpus path under the data root
+SHARED_HELDOUT_FORMAT = "full_sentences"  # the held-out packing every pretrained model is also scored on
 
 
 TaskName = Annotated[str, registered(TASKS)]
@@ -302,6 +303,14 @@ class Config(Frozen):
         if self.pretrain.short_len is None:
             return None
         return self.model_copy(update={"data": self.data.model_copy(update={"max_len": self.pretrain.short_len})})
+
+    def shared_heldout_config(self) -> Optional["Config"]:
+        """The config whose held-out blocks every input format is also scored on (FULL-SENTENCES: the same text,
+        blocks and masks for all formats, so perplexity compares like for like); None when cfg already packs
+        that way."""
+        if self.data.format == SHARED_HELDOUT_FORMAT:
+            return None
+        return self.model_copy(update={"data": self.data.model_copy(update={"format": SHARED_HELDOUT_FORMAT})})
 
     def training_flops(self, tokens: int, masked: int, vocab: int) -> float:
         """Training FLOPs: 6 x non-embedding params and the attention scores (QK^T, AV; fwd + bwd) per token,

@@ -69,14 +69,17 @@ class LoopState:
 
 def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runtime: RuntimeSpec,
              progress: Optional[Progress] = None, batch_size: Optional[int] = None,
-             token_chars: Optional[np.ndarray] = None, tokenizer=None, short: Optional[ShortPhase] = None) -> dict:
+             token_chars: Optional[np.ndarray] = None, tokenizer=None, short: Optional[ShortPhase] = None,
+             shared_heldout: Optional[tuple[Path, Config]] = None) -> dict:
     """Train one cell to the end and write its checkpoint; return its metrics.
 
     batch_size: sequences per step when the input format grows its batch to match a reference
     format's tokens per step (ablate.run.prepare.batch_size_for); default the spec's. tokenizer: the cell's
     `tokenizers.Tokenizer`, saved in the checkpoint beside the weights (with a model card).
     short: the short blocks the first pretrain.short_steps steps train on (a length schedule); needed exactly when
-    the spec sets short_len.
+    the spec sets short_len. shared_heldout: (the folder, the config) of the FULL-SENTENCES blocks of the same
+    text, when cfg packs another way: the model is also scored on their held-out blocks (`shared_heldout_ppl`), so
+    input formats compare like for like; a FULL-SENTENCES cell's own held-out score is that score.
     """
     cfg, p = cell.config, cell.config.pretrain
     batch_size = batch_size or p.total_batch
@@ -119,6 +122,13 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
     wall = time.perf_counter() - t0
     unigram = np.load(corpus_dir / "unigram.npy")
     ev = heldout_eval(trainer, heldout, unigram, cfg, vocab, runtime.eval_batch_size, token_chars)
+    if shared_heldout is None:
+        shared = ev
+    else:
+        folder, shared_cfg = shared_heldout
+        shared = heldout_eval(trainer, load_corpus(folder, "heldout"), np.load(folder / "unigram.npy"), shared_cfg,
+                              vocab, runtime.eval_batch_size)
+    ev.update(shared_heldout_loss=shared["heldout_loss"], shared_heldout_ppl=shared["heldout_ppl"])
     spec = read_json(run.path / "spec.json") or {}
     card = checkpoint.model_card(run.path.parents[1].name, cell.variant, cell.seed, cell.key, cfg, ev,
                                  spec.get("labels", {}).get("git_commit"))
