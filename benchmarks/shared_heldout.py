@@ -10,7 +10,9 @@ study's baseline with a 95% t interval over pretraining seeds.
 
     python benchmarks/shared_heldout.py input_format --results results --json benchmarks/results/shared_heldout_input_format.json
 
-Needs ABLATE_DATA_DIR only if the reference format's blocks are not cached in results/_cache yet.
+Needs ABLATE_DATA_DIR only if the reference format's blocks are not cached in results/_cache yet. Pretraining cells
+now record the same score themselves (`shared_heldout_ppl`, FULL-SENTENCES' blocks); this rescores finished
+checkpoints after the fact, on any reference format.
 """
 
 from __future__ import annotations
