@@ -50,9 +50,18 @@ def outcomes(results: Path) -> dict[str, dict]:
 
 
 def progress(results: Path) -> tuple[int, int]:
-    """(bytes of loss lines, finished cells): grows only when a run does real work, never at start-up."""
-    return (sum(p.stat().st_size for p in results.rglob("loss.jsonl")),
-            sum(1 for _ in results.rglob("metrics.json")))
+    """(bytes of loss lines, finished cells): grows only when a run does real work, never at start-up. Read while
+    the run writes, so a folder or file removed mid-walk (a resume folder cleared when its cell ends) is skipped:
+    os.walk ignores a folder that vanished and a file that vanished counts as nothing."""
+    loss_bytes, cells = 0, 0
+    for folder, _, files in os.walk(results):
+        if "loss.jsonl" in files:
+            try:
+                loss_bytes += os.stat(os.path.join(folder, "loss.jsonl")).st_size
+            except FileNotFoundError:
+                pass
+        cells += "metrics.json" in files
+    return loss_bytes, cells
 
 
 def check_files_whole(results: Path) -> None:
