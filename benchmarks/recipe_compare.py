@@ -133,16 +133,20 @@ def margins(res, recipe: str) -> list[dict]:
 
 
 def compare(recipes: list[str], tokens: int, out: Path, store, seeds: list[int], name: str = "rc",
-            ft_seeds: int = 5) -> dict:
+            ft_seeds: int = 5, ft_dropout: float | None = None) -> dict:
     tuned = json.loads((out / "tune.json").read_text())["chosen"]
     result = {}
     for recipe in recipes:
         ft = {"lr_by_task": {t: tuned[f"{recipe}/pretrained/{t}"] for t in TASKS},
               "random_init_lr_by_task": {t: tuned[f"{recipe}/random-init/{t}"] for t in TASKS}}
-        doc = study(f"{name}-{recipe}-{tokens / 1e6:g}m", recipe, tokens, TASKS + ["blimp"],
+        drop = ""
+        if ft_dropout is not None:  # fine-tuning dropout of its own; the pretrainings (and BLiMP) are reused
+            ft["dropout"], drop = ft_dropout, f"-ftdrop{ft_dropout:g}"
+        doc = study(f"{name}{drop}-{recipe}-{tokens / 1e6:g}m", recipe, tokens, TASKS + ["blimp"],
                     {"pretrain": seeds, "finetune": list(range(ft_seeds))}, ft,
                     f"Recipe {recipe} at {tokens / 1e6:g}M training tokens: SST-2, CoLA, STS-B (each arm at its tuned "
-                    f"lr), BLiMP, against random init.")
+                    f"lr{'' if ft_dropout is None else f', fine-tuning dropout {ft_dropout:g}'}), BLiMP, against "
+                    f"random init.")
         _, res = run(doc, out, store)
         result[recipe] = margins(res, recipe)
     return result
@@ -216,6 +220,8 @@ def main() -> None:
                     help="scaling: pretraining budgets in millions of token slots (the largest with one seed)")
     ap.add_argument("--one-seed", type=float, nargs="*", help="scaling: budgets run with one pretraining seed "
                     "(default: the largest of --budgets; none: pass the flag alone)")
+    ap.add_argument("--ft-dropout", type=float, help="compare: fine-tuning dropout (finetune.dropout) for both arms "
+                    "at --tokens, the best recipe only; results in ftdropout.{json,md}")
     ap.add_argument("--jobs", type=int, default=1, help="cells at once on this machine (torch threads divided)")
     ap.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS, help="fine-tuning tasks")
     ap.add_argument("--scale", default="cpu-v1", choices=["tiny", "cpu-v1"], help="tiny: a smoke run of the same steps")
@@ -236,6 +242,13 @@ def main() -> None:
     tokens = int(args.tokens * 1_000_000)
     if args.step == "tune":
         print(json.dumps(tune(["current", best], tokens, out, store)["chosen"], indent=1))
+    elif args.step == "compare" and args.ft_dropout is not None:
+        result = {f"{best}, fine-tuning dropout {args.ft_dropout:g}": compare(
+            [best], tokens, out, store, list(range(args.seeds)), name="rc-scaling", ft_seeds=args.ft_seeds,
+            ft_dropout=args.ft_dropout)[best]}
+        (out / "ftdropout.json").write_text(json.dumps(result, indent=1) + "\n")
+        (out / "ftdropout.md").write_text(table(result))
+        print(table(result))
     elif args.step == "compare":
         result = compare(["current", best], tokens, out, store, list(range(args.seeds)), ft_seeds=args.ft_seeds)
         (out / "compare.json").write_text(json.dumps(result, indent=1) + "\n")

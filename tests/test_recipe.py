@@ -220,3 +220,38 @@ def test_recipe_study_end_to_end_and_checkpoint_loads_with_auto_classes(tmp_path
     enc_mlm = mlm.base_model.encoder.layer[0].intermediate.LayerNorm.weight
     assert torch.equal(clf.base_model.encoder.layer[0].intermediate.LayerNorm.weight, enc_mlm)  # encoder carried over
     assert res.scores["value"].between(0, 1).all() and len(res.scores) >= 3  # the fine-tunes (and random init) ran
+
+
+def test_finetune_dropout_moves_trained_keys_only_when_set():
+    from ablate.study.spec import FinetuneSpec
+
+    base = Config(finetune=FinetuneSpec(tasks=("sst2", "blimp")))
+    drop = Config(finetune=FinetuneSpec(tasks=("sst2", "blimp"), dropout=0.1))
+    assert "dropout" not in json.dumps(finetune_identity(base, "p", "sst2", 0)["finetune"])  # older keys stay
+    for pretrain_key in ("p", None):  # the checkpoints' fine-tunes and the random-init control's
+        assert finetune_identity(drop, pretrain_key, "sst2", 0) != finetune_identity(base, pretrain_key, "sst2", 0)
+    assert finetune_identity(drop, "p", "blimp", 0) == finetune_identity(base, "p", "blimp", 0)  # nothing trained
+    assert pretrain_identity(drop, 0) == pretrain_identity(base, 0)  # pretraining does not see it
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_finetune_dropout_reaches_the_model_from_a_checkpoint_and_from_random_init(tmp_path, norm):
+    from ablate.study.cells import FinetuneCell
+    from ablate.study.spec import FinetuneSpec
+    from ablate.tasks import TASKS
+    from ablate.train.finetune import build_model
+
+    model_spec = ModelSpec(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, norm=norm, dropout=0.0)
+    data = DataSpec(vocab_size=VOCAB, max_len=32)
+    build_mlm(model_spec, data, VOCAB).save_pretrained(tmp_path / "ckpt")  # pretrained without dropout
+
+    def dropouts(ft_dropout, checkpoint):
+        cfg = Config(model=model_spec, data=data, finetune=FinetuneSpec(tasks=("sst2",), dropout=ft_dropout))
+        cell = FinetuneCell("v", 0, "sst2", 0, cfg, "k", "p" if checkpoint else None)
+        model = build_model(TASKS.get("sst2"), checkpoint, cell, VOCAB)
+        return {m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and ".encoder." in
+                f".{name}."} | {model.config.hidden_dropout_prob, model.config.attention_probs_dropout_prob}
+
+    for checkpoint in (tmp_path / "ckpt", None):
+        assert dropouts(None, checkpoint) == {0.0}  # the model's own: none, as pretrained
+        assert dropouts(0.1, checkpoint) == {0.1}  # every encoder dropout, hidden and attention alike

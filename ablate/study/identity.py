@@ -150,7 +150,7 @@ def finetune_identity(cfg: Config, pretrain_key: Optional[str], task: str, seed:
     span = {k: ft.pop(k) for k in SPAN_SETTINGS}
     zero_shot = {k: ft.pop(k) for k in ZERO_SHOT_SETTINGS}
     strip, types = ft.pop("strip_text"), ft.pop("pair_token_types")
-    tune = ft.pop("tune_on_train")
+    tune, dropout = ft.pop("tune_on_train"), ft.pop("dropout")
     spec = TASKS.get(task)
     kind = spec.kind
     if kind in ("classification", "regression"):  # the input fixes, hashed only when on (cells before them: off)
@@ -160,6 +160,8 @@ def finetune_identity(cfg: Config, pretrain_key: Optional[str], task: str, seed:
             ft["pair_token_types"] = True
     if tune is not None and kind != "zero-shot":  # scored on held-out train examples (hashed only when set)
         ft["tune_on_train"] = tune
+    if dropout is not None and kind != "zero-shot":  # fine-tuning dropout of its own (hashed only when set)
+        ft["dropout"] = dropout
     if kind == "span":
         ft.update(span)
     if kind == "zero-shot":  # nothing is trained: only how sentences are scored decides the result

@@ -202,6 +202,9 @@ class FinetuneSpec(Frozen):
     # zero-shot tasks (BLiMP): how a masked LM scores a sentence. word_l2r: pseudo-log-likelihood, masking with each
     # token the later tokens of its word (Kauf & Ivanova 2023); plain: each token alone (Salazar et al. 2020)
     pll: Literal["word_l2r", "plain"] = "word_l2r"
+    # hidden and attention dropout while fine-tuning; None = the model's (model.dropout, the pretraining's). A recipe
+    # that pretrains without dropout may still want it on a few thousand examples. Hashed only when set.
+    dropout: Optional[float] = Field(None, ge=0, lt=1)
     pairs_per_paradigm: Optional[int] = Field(None, ge=1, le=1000)  # BLiMP pairs scored per paradigm; None = all
 
     @field_validator("tasks")

@@ -104,8 +104,12 @@ def build_model(task: TaskSpec, checkpoint: Optional[Path], cell: FinetuneCell, 
     extra = {"num_labels": task.num_labels}
     if task.kind == "regression":
         extra["problem_type"] = "regression"
+    dropout = cell.config.finetune.dropout  # None: the model's own (model.dropout, as pretrained)
     if checkpoint is None:
-        return cls.from_config(roberta_config(cell.config.model, cell.config.data, vocab, **extra))
+        model_spec = cell.config.model if dropout is None else cell.config.model.model_copy(update={"dropout": dropout})
+        return cls.from_config(roberta_config(model_spec, cell.config.data, vocab, **extra))
+    if dropout is not None:
+        extra.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     model, info = cls.from_pretrained(str(checkpoint), output_loading_info=True, **extra)
     lost = sorted(k for k in info["missing_keys"] if k.startswith(model.base_model_prefix + "."))
     if lost or info["mismatched_keys"]:  # the encoder must come from the checkpoint, never silently fresh
