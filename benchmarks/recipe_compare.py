@@ -82,16 +82,27 @@ def best_recipe(out_root: Path) -> str:
     return min(by, key=lambda a: sum(by[a]) / len(by[a]))
 
 
-def tune(recipes: list[str], tokens: int, out: Path, store) -> dict:
+def drop_suffix(ft_dropout: float | None) -> str:
+    return "" if ft_dropout is None else f"-ftdrop{ft_dropout:g}"
+
+
+def tune(recipes: list[str], tokens: int, out: Path, store, ft_dropout: float | None = None) -> dict:
+    """The lr per (recipe, arm, task); with ft_dropout, at that fine-tuning dropout and the budget `tokens` (its
+    studies named -ftdrop<p>-..-<tokens>m, the result tune-ftdrop<p>.json); without, the first tune (16M slots)."""
     from ablate.study.cells import RANDOM_INIT
 
     chosen: dict = {}
     rows = []
+    drop = drop_suffix(ft_dropout)
+    extra = {} if ft_dropout is None else {"dropout": ft_dropout}
     for recipe in recipes:
         for lr in LRS:
-            doc = study(f"rc-tune-{recipe}-lr{lr:g}", recipe, tokens, TASKS, {"pretrain": [0], "finetune": list(TUNE_SEEDS)},
-                        {"lr": lr, "tune_on_train": TUNE_EXAMPLES},
-                        f"Fine-tuning lr {lr:g} for recipe {recipe}, scored on {TUNE_EXAMPLES} held-out train examples.")
+            name = f"rc-tune-{recipe}-lr{lr:g}" if ft_dropout is None else \
+                f"rc-tune{drop}-{recipe}-{tokens / 1e6:g}m-lr{lr:g}"
+            doc = study(name, recipe, tokens, TASKS, {"pretrain": [0], "finetune": list(TUNE_SEEDS)},
+                        {"lr": lr, "tune_on_train": TUNE_EXAMPLES, **extra},
+                        f"Fine-tuning lr {lr:g} for recipe {recipe}, scored on {TUNE_EXAMPLES} held-out train examples"
+                        + ("." if ft_dropout is None else f", fine-tuning dropout {ft_dropout:g}."))
             _, res = run(doc, out, store)
             for task in TASKS:
                 s = res.scores[(res.scores.task == task) & (res.scores.metric == METRIC[task])]
@@ -105,7 +116,7 @@ def tune(recipes: list[str], tokens: int, out: Path, store) -> dict:
         if key not in chosen or r["mean"] > chosen[key]["mean"]:
             chosen[key] = r
     result = {"rows": rows, "chosen": {f"{k[0]}/{k[1]}/{k[2]}": v["lr"] for k, v in chosen.items()}}
-    (out / "tune.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"tune{drop}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -134,14 +145,15 @@ def margins(res, recipe: str) -> list[dict]:
 
 def compare(recipes: list[str], tokens: int, out: Path, store, seeds: list[int], name: str = "rc",
             ft_seeds: int = 5, ft_dropout: float | None = None) -> dict:
-    tuned = json.loads((out / "tune.json").read_text())["chosen"]
+    tuned_at = out / f"tune{drop_suffix(ft_dropout)}.json"  # lrs tuned at this dropout where that was run
+    tuned = json.loads((tuned_at if tuned_at.exists() else out / "tune.json").read_text())["chosen"]
     result = {}
     for recipe in recipes:
         ft = {"lr_by_task": {t: tuned[f"{recipe}/pretrained/{t}"] for t in TASKS},
               "random_init_lr_by_task": {t: tuned[f"{recipe}/random-init/{t}"] for t in TASKS}}
-        drop = ""
+        drop = drop_suffix(ft_dropout)
         if ft_dropout is not None:  # fine-tuning dropout of its own; the pretrainings (and BLiMP) are reused
-            ft["dropout"], drop = ft_dropout, f"-ftdrop{ft_dropout:g}"
+            ft["dropout"] = ft_dropout
         doc = study(f"{name}{drop}-{recipe}-{tokens / 1e6:g}m", recipe, tokens, TASKS + ["blimp"],
                     {"pretrain": seeds, "finetune": list(range(ft_seeds))}, ft,
                     f"Recipe {recipe} at {tokens / 1e6:g}M training tokens: SST-2, CoLA, STS-B (each arm at its tuned "
@@ -220,8 +232,9 @@ def main() -> None:
                     help="scaling: pretraining budgets in millions of token slots (the largest with one seed)")
     ap.add_argument("--one-seed", type=float, nargs="*", help="scaling: budgets run with one pretraining seed "
                     "(default: the largest of --budgets; none: pass the flag alone)")
-    ap.add_argument("--ft-dropout", type=float, help="compare: fine-tuning dropout (finetune.dropout) for both arms "
-                    "at --tokens, the best recipe only; results in ftdropout.{json,md}")
+    ap.add_argument("--ft-dropout", type=float, help="tune, compare: fine-tuning dropout (finetune.dropout) for both "
+                    "arms at --tokens, the best recipe only; tune writes tune-ftdrop<p>.json, which compare then uses, "
+                    "compare ftdropout.{json,md}")
     ap.add_argument("--jobs", type=int, default=1, help="cells at once on this machine (torch threads divided)")
     ap.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS, help="fine-tuning tasks")
     ap.add_argument("--scale", default="cpu-v1", choices=["tiny", "cpu-v1"], help="tiny: a smoke run of the same steps")
@@ -240,7 +253,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     best = args.best or best_recipe(Path(args.out))
     tokens = int(args.tokens * 1_000_000)
-    if args.step == "tune":
+    if args.step == "tune" and args.ft_dropout is not None:
+        print(json.dumps(tune([best], tokens, out, store, args.ft_dropout)["chosen"], indent=1))
+    elif args.step == "tune":
         print(json.dumps(tune(["current", best], tokens, out, store)["chosen"], indent=1))
     elif args.step == "compare" and args.ft_dropout is not None:
         result = {f"{best}, fine-tuning dropout {args.ft_dropout:g}": compare(
