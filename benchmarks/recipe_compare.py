@@ -233,8 +233,8 @@ def main() -> None:
     ap.add_argument("--one-seed", type=float, nargs="*", help="scaling: budgets run with one pretraining seed "
                     "(default: the largest of --budgets; none: pass the flag alone)")
     ap.add_argument("--ft-dropout", type=float, help="tune, compare: fine-tuning dropout (finetune.dropout) for both "
-                    "arms at --tokens, the best recipe only; tune writes tune-ftdrop<p>.json, which compare then uses, "
-                    "compare ftdropout.{json,md}")
+                    "arms at --tokens, the best recipe only; tune writes tune-ftdrop<p>.json, which compare and scaling then "
+                    "use, compare ftdropout.{json,md}, scaling scaling-ftdrop<p>{.json,.md,_fit.json}")
     ap.add_argument("--jobs", type=int, default=1, help="cells at once on this machine (torch threads divided)")
     ap.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS, help="fine-tuning tasks")
     ap.add_argument("--scale", default="cpu-v1", choices=["tiny", "cpu-v1"], help="tiny: a smoke run of the same steps")
@@ -271,17 +271,18 @@ def main() -> None:
         print(table(result))
     else:
         once = args.one_seed if args.one_seed is not None else [max(args.budgets)]  # default: the largest once
-        path = out / "scaling.json"
+        drop = drop_suffix(args.ft_dropout)  # with --ft-dropout: scaling-ftdrop<p>.{json,md}, its own fit
+        path = out / f"scaling{drop}.json"
         result = json.loads(path.read_text()) if path.exists() else {}  # budgets measured before stay
         for t in sorted(args.budgets):
             seeds = [0] if t in once else list(range(args.seeds))
             result[f"{t:g}M"] = compare([best], int(t * 1_000_000), out, store, seeds, name="rc-scaling",
-                                        ft_seeds=args.ft_seeds)[best]
+                                        ft_seeds=args.ft_seeds, ft_dropout=args.ft_dropout)[best]
         result = dict(sorted(result.items(), key=lambda kv: float(kv[0][:-1])))
-        (out / "scaling.json").write_text(json.dumps(result, indent=1) + "\n")
+        path.write_text(json.dumps(result, indent=1) + "\n")
         fitted = fit(result, best, out) if len(result) > 1 else {}
-        (out / "scaling_fit.json").write_text(json.dumps(fitted, indent=1) + "\n")
-        (out / "scaling.md").write_text(table(result) + "\n```\n" + json.dumps(fitted, indent=1) + "\n```\n")
+        (out / f"scaling{drop}_fit.json").write_text(json.dumps(fitted, indent=1) + "\n")
+        (out / f"scaling{drop}.md").write_text(table(result) + "\n```\n" + json.dumps(fitted, indent=1) + "\n```\n")
         print(table(result))
         print(json.dumps(fitted, indent=1))
 
