@@ -4,7 +4,9 @@ tests/golden/cache_keys.json was written by the code before the package moved in
 3346032), and so was cell_keys.json, whose fine-tuning keys were then moved on purpose, once: by the fine-tuning
 input fixes and the second edition's tasks (SST-2, CoLA, STS-B, BLiMP) in the study files; and the `cpu` keys moved
 once more, on purpose, when the `cpu` preset took the recipe search's best (issue 26), the first edition's preset
-keeping its keys as `cpu-v1` (and `gpu` was added). Every study file at every
+keeping its keys as `cpu-v1` (and `gpu` was added). The tokenizer study then gained a random-init control per
+vocabulary (`random-init:<variant>`): cells added, no key moved; and the `cpu` preset's fine-tuning took dropout 0.1
+and the lrs tuned at it (fine-tuning keys of `cpu` only, BLiMP's and every pretraining key kept). Every study file at every
 scale must expand to exactly those cells and keys, and every cell of the committed `cpu`-scale studies, expanded
 from the study file recorded with them (results/<study>/study.yaml, the first edition), must find its finished
 run in results/.

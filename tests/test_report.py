@@ -115,6 +115,28 @@ def test_margin_is_median_minus_random_init_in_points():
     assert aggregate.pretraining_margin(aggregate.summarize(empty_results().scores)).empty
 
 
+def test_margin_is_against_each_variants_own_vocabularys_control():
+    other = f"{RANDOM_INIT}:dynamic"
+    extra = pd.DataFrame([{"variant": other, "pretrain_seed": None, "finetune_seed": ft, "task": "sst2",
+                           "metric": "accuracy", "value": v} for ft, v in enumerate([0.60, 0.62, 0.64])])
+    scores = pd.concat([make_results().scores, extra.reindex(columns=make_results().scores.columns)],
+                       ignore_index=True)
+    summary = aggregate.summarize(scores)
+    m = aggregate.pretraining_margin(summary, controls={"static": RANDOM_INIT, "dynamic": other})
+    assert row(m, variant="static")["margin"] == pytest.approx(83.0 - 72.0)  # the baseline vocabulary's control
+    assert row(m, variant="dynamic")["margin"] == pytest.approx(86.5 - 62.0)  # its own vocabulary's
+    assert row(m, variant="dynamic")["random_init_median"] == pytest.approx(62.0)
+    assert set(m["variant"]) == {"static", "dynamic"}  # a control has no margin of its own
+    plain = aggregate.pretraining_margin(summary)  # without the mapping: every variant against RANDOM_INIT
+    assert row(plain, variant="dynamic")["margin"] == pytest.approx(86.5 - 72.0)
+    assert aggregate.variant_rows(["static", "dynamic"], [other, RANDOM_INIT, "dynamic"]) == \
+        ["static", "dynamic", RANDOM_INIT, other]  # controls last, the baseline vocabulary's first
+    claims = study_claims("masking", "table1", ["static", "dynamic"], "static", RANDOM_INIT,
+                          other_controls=[(other, "dynamic")])
+    sanity = [(c.a, c.b, c.relation) for c in claims if c.source == "sanity"]
+    assert sanity == [(RANDOM_INIT, "static", "worse"), (other, "dynamic", "worse")]
+
+
 def test_paper_style_table_order_and_format():
     s = aggregate.summarize(make_results().scores)
     t = aggregate.paper_style_table(s, "accuracy", ["static", "dynamic"])

@@ -69,6 +69,31 @@ def test_random_init_control_uses_baseline(tmp_path):
     assert len(ctrl) == len(plan.study.variants["a"].finetune.tasks) * 1
 
 
+def test_a_random_init_control_per_vocabulary_and_the_baselines_keys_stay(tmp_path):
+    from ablate.study.cells import controls_of
+
+    vocabularies = GOOD.replace("  b:\n    pretrain: {masking: static}\n", (
+        "  b:\n    data: {tokenizer: wordpiece}\n"
+        "  c:\n    data: {vocab_size: 512}\n"
+        "  d:\n    data: {tokenizer: wordpiece}\n    pretrain: {masking: static}\n"))
+    assert vocabularies != GOOD
+    spec = load_study(write(tmp_path, vocabularies), "tiny")
+    assert list(spec.variants) == ["a", "b", "c", "d"]  # b and d: wordpiece; c: byte BPE at another size
+    assert controls_of(spec) == {"a": RANDOM_INIT, "b": f"{RANDOM_INIT}:b", "c": f"{RANDOM_INIT}:c",
+                                 "d": f"{RANDOM_INIT}:b"}
+    plan = expand(spec)
+    random = [c for c in plan.finetune if c.pretrain_key is None]
+    assert sorted({c.variant for c in random}) == [RANDOM_INIT, f"{RANDOM_INIT}:b", f"{RANDOM_INIT}:c"]
+    assert len(random) == 3 * len(spec.variants["a"].finetune.tasks)  # one seed each
+    by_name = {c.variant: c for c in random}
+    assert by_name[f"{RANDOM_INIT}:b"].config.data.tokenizer == "wordpiece"
+    assert by_name[f"{RANDOM_INIT}:c"].config.data.vocab_size == 512
+    assert len({c.key for c in random}) == len(random)  # each vocabulary its own model
+    one_vocabulary = expand(load_study(write(tmp_path, GOOD), "tiny"))  # the baseline's control: the same cells
+    assert {c.key for c in random if c.variant == RANDOM_INIT} == \
+        {c.key for c in one_vocabulary.finetune if c.pretrain_key is None}
+
+
 BAD = [
     # (replace this, with this, expected fragments of the one-line error)
     ("  pretrain: {steps: 10}", "  pretrain: {stepz: 10}", ["base", "stepz", "unknown key", ":4"]),

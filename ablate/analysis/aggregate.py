@@ -21,7 +21,7 @@ from scipy import stats
 
 from ablate.analysis.anchors import HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, SHARED_HELDOUT_PPL
 from ablate.metrics import METRICS
-from ablate.study.cells import RANDOM_INIT
+from ablate.study.cells import RANDOM_INIT, is_control
 from ablate.tasks import TASKS
 
 CONFIDENCE = 0.95  # every interval in the report
@@ -109,11 +109,13 @@ def summarize(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def variant_rows(variants_order: Sequence[str], present: Sequence[str] = ()) -> list[str]:
-    """The study's variants in file order, then any other variant that has results, random-init last."""
-    order = [v for v in variants_order if v != RANDOM_INIT]
-    order += [v for v in dict.fromkeys(present) if v not in order and v != RANDOM_INIT]
+    """The study's variants in file order, then any other variant that has results, the random-init controls last
+    (the baseline vocabulary's first)."""
+    order = [v for v in variants_order if not is_control(v)]
+    order += [v for v in dict.fromkeys(present) if v not in order and not is_control(v)]
     if RANDOM_INIT in present or RANDOM_INIT in variants_order:
         order.append(RANDOM_INIT)
+    order += [v for v in dict.fromkeys(list(variants_order) + list(present)) if is_control(v) and v not in order]
     return order
 
 
@@ -183,22 +185,26 @@ def pretrain_table(pretrain_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def pretraining_margin(summary: pd.DataFrame, metric: str = "accuracy",
-                       columns: Optional[Sequence[tuple[str, str]]] = None) -> pd.DataFrame:
-    """Per (variant, task) with a random-init result: median(variant) - median(random-init), in points.
+                       columns: Optional[Sequence[tuple[str, str]]] = None,
+                       controls: Optional[dict[str, str]] = None) -> pd.DataFrame:
+    """Per (variant, task) with a result of its random-init control: median(variant) - median(control), in points.
 
     On `metric` for every task that has it, or on the (task, metric) pairs in `columns` (e.g. primary_columns).
-    Positive means pretraining helped (for a higher-is-better metric). Medians are shown in points too.
-    Empty (MARGIN_COLUMNS) when there is no random-init result yet.
+    `controls`: variant -> its control (ablate.study.cells.controls_of: one per vocabulary); a variant not in it,
+    and every variant without it, against RANDOM_INIT. Positive means pretraining helped (for a higher-is-better
+    metric). Medians are shown in points too. Empty (MARGIN_COLUMNS) when there is no random-init result yet.
     """
     wanted = set(columns) if columns is not None else {(t, metric) for t in summary["task"]}
     sub = summary[pd.Series([(t, m) in wanted for t, m in zip(summary["task"], summary["metric"])],
                             index=summary.index, dtype=bool)]
-    ri = sub[sub["variant"] == RANDOM_INIT][["task", "metric", "n", "median"]]
-    ri = ri.rename(columns={"n": "random_init_n", "median": "random_init_median"})
-    pre = sub[sub["variant"] != RANDOM_INIT][["variant", "task", "metric", "n", "median"]]
+    control = sub["variant"].map(is_control).astype(bool)
+    ri = sub[control][["variant", "task", "metric", "n", "median"]]
+    ri = ri.rename(columns={"variant": "control", "n": "random_init_n", "median": "random_init_median"})
+    pre = sub[~control][["variant", "task", "metric", "n", "median"]]
     if ri.empty or pre.empty:
         return pd.DataFrame(columns=MARGIN_COLUMNS)
-    out = pre.merge(ri, on=["task", "metric"], how="inner")
+    pre = pre.assign(control=[(controls or {}).get(v, RANDOM_INIT) for v in pre["variant"]])
+    out = pre.merge(ri, on=["control", "task", "metric"], how="inner")
     scale = out["metric"].map(scale_of)
     out["median"] = out["median"] * scale
     out["random_init_median"] = out["random_init_median"] * scale

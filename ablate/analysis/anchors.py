@@ -203,10 +203,12 @@ def with_blimp(claims: list[Claim]) -> list[Claim]:
 
 
 def study_claims(study_name: str, table_id: Optional[str], variants: Sequence[str], baseline: str,
-                 random_init: str = "random-init") -> list[Claim]:
+                 random_init: str = "random-init", other_controls: Sequence[tuple[str, str]] = ()) -> list[Claim]:
     """Every direction the report checks for a study, in this order: the table's findings whose two rows
     are both variants of the study, the study's findings from the paper's text, then random-init worse
-    than the baseline (SANITY). Differences without a stated direction are added by aggregate.compare.
+    than the baseline (SANITY), and each (control, variant) of other_controls (another vocabulary's control
+    and the first variant with that vocabulary) likewise. Differences without a stated direction are added by
+    aggregate.compare.
     """
     anchor = study_anchor(study_name, table_id)
     claims: list[Claim] = []
@@ -220,7 +222,8 @@ def study_claims(study_name: str, table_id: Optional[str], variants: Sequence[st
             if raw["a"] in variants and raw["b"] in variants:
                 claims.append(_claim(raw, raw["a"], raw["b"], anchor, raw.get("source", "text"), baseline))
     claims = with_blimp(claims)
-    claims.append(Claim(random_init, baseline, "worse", None,
-                        "pretraining should beat random init (a check of the scale, not a paper finding)", SANITY,
-                        margin=margin_points()))
+    for control, variant in [(random_init, baseline), *other_controls]:
+        claims.append(Claim(control, variant, "worse", None,
+                            "pretraining should beat random init (a check of the scale, not a paper finding)", SANITY,
+                            margin=margin_points()))
     return claims

@@ -28,7 +28,7 @@ from ablate.report import plots
 from ablate.report.tables import (margin_table, num, pretrain_frame, score_tables, study_comparisons,
                                   verdict_frame)
 from ablate.store import atomic_write_text
-from ablate.study.cells import RANDOM_INIT
+from ablate.study.cells import controls_of, is_control
 from ablate.study.spec import StudySpec
 from ablate.tasks import split_note
 
@@ -88,7 +88,7 @@ def _table(df: pd.DataFrame, titles: Optional[dict[str, str]] = None, baseline: 
     titles = titles or {}
     rows = []
     for i, (label, cells) in enumerate(zip(df.index, df.itertuples(index=False))):
-        cls = "control" if label == RANDOM_INIT else ("baseline" if label == baseline else "")
+        cls = "control" if is_control(label) else ("baseline" if label == baseline else "")
         if classes is not None:
             cls = classes[i]
         shown = titles.get(label, str(label)) + (" (baseline)" if label == baseline else "")
@@ -202,7 +202,7 @@ def write_study_report(study: StudySpec, results: StudyResults, out_dir: Path, p
     variants = list(study.variants)
     summary = aggregate.summarize(results.scores)
     columns = aggregate.primary_columns(results.scores)
-    margin = aggregate.pretraining_margin(summary, columns=columns)
+    margin = aggregate.pretraining_margin(summary, columns=columns, controls=controls_of(study))
     pre = aggregate.pretrain_table(results.pretrain)
     cmp = study_comparisons(study, results)
     for name, df in [("scores", results.scores), ("summary", summary), ("comparisons", cmp), ("margin", margin),

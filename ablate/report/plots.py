@@ -30,7 +30,7 @@ from ablate.analysis.aggregate import primary_columns, scale_of, variant_rows  #
 from ablate.analysis.anchors import RELATION_TEXT, SANITY  # noqa: E402
 from ablate.analysis.verdicts import AGREES, DISAGREES, INCONCLUSIVE, NO_CLAIM  # noqa: E402
 from ablate.metrics import METRICS  # noqa: E402
-from ablate.study.cells import RANDOM_INIT  # noqa: E402
+from ablate.study.cells import is_control  # noqa: E402
 
 WIDTH, HEIGHT = 6.4, 3.6  # inches: fits a laptop screen at 100 dpi
 
@@ -270,10 +270,10 @@ def metric_vs_compute(pretrain_df: pd.DataFrame, scores: pd.DataFrame,
         sub = scores[(scores["task"] == task) & (scores["metric"] == metric)]
         med = sub.groupby(["variant", "pretrain_seed"], dropna=False)["value"].median() * scale_of(metric)
         for (variant, seed), y in med.items():
-            if variant != RANDOM_INIT and (variant, seed) in flops.index:
+            if not is_control(variant) and (variant, seed) in flops.index:
                 right.scatter(flops[(variant, seed)], y, color=colours.get(variant, "0.5"), marker=markers[task], s=30)
-        ri = sub[sub["variant"] == RANDOM_INIT]["value"]
-        if len(ri):
+        controls = sub[sub["variant"].map(is_control).astype(bool)]
+        for _, ri in controls.groupby("variant", sort=True)["value"]:  # one mark per vocabulary's control
             has_random = True
             right.scatter(x_random, ri.median() * scale_of(metric), marker=markers[task], s=30,
                           facecolors="none", edgecolors="0.35")

@@ -14,7 +14,7 @@ from ablate.analysis.anchors import (BLIMP_TASK, EXPLORATORY, HELDOUT_BPC, HELDO
                                      RELATION_TEXT, SANITY, SHARED_HELDOUT_PPL, paper_value, study_claims)
 from ablate.analysis.results import StudyResults
 from ablate.metrics import METRICS
-from ablate.study.cells import RANDOM_INIT
+from ablate.study.cells import RANDOM_INIT, controls_of, is_control
 from ablate.study.identity import heldout_identity
 from ablate.study.spec import StudySpec
 from ablate.tasks import task_title
@@ -33,7 +33,10 @@ def num(x: Any, like: Any = None) -> str:
 
 def study_comparisons(study: StudySpec, results: StudyResults) -> pd.DataFrame:
     """The study's claims (anchors) checked on its results: verdicts.COMPARISON_COLUMNS."""
-    claims = study_claims(study.name, study.paper_table, list(study.variants), study.baseline, RANDOM_INIT)
+    controls = controls_of(study)  # the baseline's control is RANDOM_INIT; another vocabulary's is checked too
+    others = [(c, v) for v, c in controls.items() if c != RANDOM_INIT and c == f"{RANDOM_INIT}:{v}"]
+    claims = study_claims(study.name, study.paper_table, list(study.variants), study.baseline, RANDOM_INIT,
+                          other_controls=others)
     heldout = {name: heldout_identity(cfg) for name, cfg in study.variants.items()}
     return verdicts.compare(aggregate.values_long(results.scores, results.pretrain), claims, study.baseline, heldout)
 
@@ -85,7 +88,7 @@ def verdict_frame(cmp: pd.DataFrame) -> pd.DataFrame:
         directed = isinstance(r.relation, str)
         interval = (aggregate.MISSING if pd.isna(r.ci_low)
                     else f"[{num(r.ci_low, r.spread)}, {num(r.ci_high, r.spread)}]")
-        unit = "run" if r.a == RANDOM_INIT or r.b == RANDOM_INIT else "seed"
+        unit = "run" if is_control(r.a) or is_control(r.b) else "seed"
         rows.append({
             "claim": _claim_text(r),
             "source": _source_text(r, directed),
@@ -110,7 +113,7 @@ def margin_table(margin: pd.DataFrame, variants: Sequence[str]) -> Optional[pd.D
     """Long margin frame -> rows variants, columns tasks, cells '+11.0 (83.0 vs 72.0)' in points."""
     if margin.empty:
         return None
-    rows = [r for r in aggregate.variant_rows(variants, list(margin["variant"])) if r != RANDOM_INIT]
+    rows = [r for r in aggregate.variant_rows(variants, list(margin["variant"])) if not is_control(r)]
     tasks = list(dict.fromkeys(margin["task"]))
     df = pd.DataFrame(aggregate.MISSING, index=pd.Index(rows, name="variant"), columns=tasks, dtype=object)
     for r in margin.itertuples(index=False):

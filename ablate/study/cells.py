@@ -1,4 +1,6 @@
-"""StudySpec -> Plan: (variant, seed) pretraining cells, their fine-tuning runs, and the random-init control.
+"""StudySpec -> Plan: (variant, seed) pretraining cells, their fine-tuning runs, and the random-init controls: one
+for the baseline's vocabulary (RANDOM_INIT) and one for every other vocabulary a study uses (`random-init:<variant>`,
+named for the first variant with it), so a variant's margin over random init is against a model of its own vocabulary.
 
 Pure, no I/O. Each cell carries its key (ablate.study.identity): finished cells are found by it.
 """
@@ -9,12 +11,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ablate.study.identity import finetune_identity, pretrain_identity, stable_hash
+from ablate.study.identity import finetune_identity, pretrain_identity, stable_hash, tokenizer_identity
 from ablate.study.load import load_study
 from ablate.study.spec import SCALES, Config, StudySpec
 from ablate.tasks import TASKS
 
 RANDOM_INIT = "random-init"
+
+
+def is_control(variant: str) -> bool:
+    """A random-init control's name: RANDOM_INIT, or `random-init:<variant>` for another vocabulary."""
+    return variant == RANDOM_INIT or variant.startswith(RANDOM_INIT + ":")
+
+
+def controls_of(study: StudySpec) -> dict[str, str]:
+    """Variant -> the name of its random-init control. The baseline's vocabulary (tokenizer kind, size, training
+    text) has RANDOM_INIT; every other vocabulary `random-init:<v>`, v the first variant in file order using it."""
+    def vocabulary(cfg: Config) -> str:
+        return stable_hash(tokenizer_identity(cfg))
+
+    names = {vocabulary(study.variants[study.baseline]): RANDOM_INIT}
+    out = {}
+    for variant, cfg in study.variants.items():
+        out[variant] = names.setdefault(vocabulary(cfg), f"{RANDOM_INIT}:{variant}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -31,7 +51,7 @@ class PretrainCell:
 
 @dataclass(frozen=True)
 class FinetuneCell:
-    variant: str  # RANDOM_INIT for the control
+    variant: str  # a control's name for the random-init controls (is_control)
     pretrain_seed: Optional[int]
     task: str
     seed: int
@@ -64,7 +84,7 @@ def _seeds(study: StudySpec, task: str, pretrained: bool) -> tuple[int, ...]:
 
 
 def expand(study: StudySpec) -> Plan:
-    """Every pretraining cell (variant x seed) and its fine-tuning runs, plus the random-init control."""
+    """Every pretraining cell (variant x seed) and its fine-tuning runs, plus a random-init control per vocabulary."""
     plan = Plan(study)
     for variant, cfg in study.variants.items():
         for seed in study.seeds.pretrain:
@@ -76,10 +96,14 @@ def expand(study: StudySpec) -> Plan:
                     plan.finetune.append(FinetuneCell(variant, seed, task, ft_seed, cfg, fkey, key))
     base = study.variants[study.baseline]
     if base.finetune.random_init_control:
-        for task in base.finetune.tasks:
-            for ft_seed in study.seeds.finetune:
-                fkey = stable_hash(finetune_identity(base, None, task, ft_seed))
-                plan.finetune.append(FinetuneCell(RANDOM_INIT, None, task, ft_seed, base, fkey, None))
+        controls = {RANDOM_INIT: base}  # the baseline's first: its cells and keys as before per-vocabulary controls
+        for variant, name in controls_of(study).items():
+            controls.setdefault(name, study.variants[variant])
+        for name, cfg in controls.items():
+            for task in cfg.finetune.tasks:
+                for ft_seed in study.seeds.finetune:
+                    fkey = stable_hash(finetune_identity(cfg, None, task, ft_seed))
+                    plan.finetune.append(FinetuneCell(name, None, task, ft_seed, cfg, fkey, None))
     return plan
 
 
