@@ -398,6 +398,9 @@ def test_exploratory_rows_fill_what_no_claim_covers():
     assert ("better", "sst2", verdicts.AGREES) in rows and ("better", "pretraining", verdicts.NO_CLAIM) in rows
     assert ("noisy", "sst2", verdicts.NO_CLAIM) in rows and (RANDOM_INIT, "sst2", verdicts.NO_CLAIM) in rows
     assert len(cmp) == len(set(zip(cmp["a"], cmp["task"], cmp["metric"])))  # nothing twice
+    other = v[v["variant"] == RANDOM_INIT].assign(variant=f"{RANDOM_INIT}:noisy")  # another vocabulary's control
+    cmp = verdicts.compare(pd.concat([v, other], ignore_index=True), [claim("better", ">", ("sst2",))], baseline="base")
+    assert f"{RANDOM_INIT}:noisy" not in set(cmp["a"])  # never set against the baseline: only against its variant
 
 
 def test_heldout_rows_compare_like_for_like_or_say_why_not():

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from ablate.analysis.aggregate import CONFIDENCE, higher_is_better, primary_columns, scale_of
+from ablate.study.cells import RANDOM_INIT, is_control
 from ablate.analysis.anchors import (EXPLORATORY, HELDOUT_BPC, HELDOUT_PPL, PRETRAINING_TASK, SANITY,
                                      SHARED_HELDOUT_PPL, Claim)
 
@@ -347,8 +348,8 @@ def compare(values: pd.DataFrame, claims: Sequence[Claim], baseline: Optional[st
     claims = list(claims)
     if baseline is not None:
         for variant in dict.fromkeys(values["variant"]):
-            if variant == baseline:
-                continue
+            if variant == baseline or (is_control(variant) and variant != RANDOM_INIT):
+                continue  # another vocabulary's control is checked against its own variant (SANITY) alone
             covered = [c for c in claims if c.a == variant and c.b == baseline]
             if not any(c.tasks is None for c in covered):  # downstream tasks not all claimed yet
                 done = {t for c in covered for t in c.tasks or ()}
