@@ -70,7 +70,7 @@ def test_random_init_control_uses_baseline(tmp_path):
 
 
 def test_a_random_init_control_per_vocabulary_and_the_baselines_keys_stay(tmp_path):
-    from ablate.study.cells import controls_of
+    from ablate.study.cells import control_variants, controls_of
 
     vocabularies = GOOD.replace("  b:\n    pretrain: {masking: static}\n", (
         "  b:\n    data: {tokenizer: wordpiece}\n"
@@ -81,6 +81,7 @@ def test_a_random_init_control_per_vocabulary_and_the_baselines_keys_stay(tmp_pa
     assert list(spec.variants) == ["a", "b", "c", "d"]  # b and d: wordpiece; c: byte BPE at another size
     assert controls_of(spec) == {"a": RANDOM_INIT, "b": f"{RANDOM_INIT}:b", "c": f"{RANDOM_INIT}:c",
                                  "d": f"{RANDOM_INIT}:b"}
+    assert control_variants(spec) == {RANDOM_INIT: "a", f"{RANDOM_INIT}:b": "b", f"{RANDOM_INIT}:c": "c"}
     plan = expand(spec)
     random = [c for c in plan.finetune if c.pretrain_key is None]
     assert sorted({c.variant for c in random}) == [RANDOM_INIT, f"{RANDOM_INIT}:b", f"{RANDOM_INIT}:c"]

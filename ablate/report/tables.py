@@ -14,7 +14,7 @@ from ablate.analysis.anchors import (BLIMP_TASK, EXPLORATORY, HELDOUT_BPC, HELDO
                                      RELATION_TEXT, SANITY, SHARED_HELDOUT_PPL, paper_value, study_claims)
 from ablate.analysis.results import StudyResults
 from ablate.metrics import METRICS
-from ablate.study.cells import RANDOM_INIT, controls_of, is_control
+from ablate.study.cells import RANDOM_INIT, control_variants, is_control
 from ablate.study.identity import heldout_identity
 from ablate.study.spec import StudySpec
 from ablate.tasks import task_title
@@ -33,8 +33,8 @@ def num(x: Any, like: Any = None) -> str:
 
 def study_comparisons(study: StudySpec, results: StudyResults) -> pd.DataFrame:
     """The study's claims (anchors) checked on its results: verdicts.COMPARISON_COLUMNS."""
-    controls = controls_of(study)  # the baseline's control is RANDOM_INIT; another vocabulary's is checked too
-    others = [(c, v) for v, c in controls.items() if c != RANDOM_INIT and c == f"{RANDOM_INIT}:{v}"]
+    # the baseline's control is RANDOM_INIT; another vocabulary's is checked against its first variant too
+    others = [(c, v) for c, v in control_variants(study).items() if c != RANDOM_INIT]
     claims = study_claims(study.name, study.paper_table, list(study.variants), study.baseline, RANDOM_INIT,
                           other_controls=others)
     heldout = {name: heldout_identity(cfg) for name, cfg in study.variants.items()}

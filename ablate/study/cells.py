@@ -37,6 +37,15 @@ def controls_of(study: StudySpec) -> dict[str, str]:
     return out
 
 
+def control_variants(study: StudySpec) -> dict[str, str]:
+    """Control name -> the variant whose config it is built from and checked against: the baseline for RANDOM_INIT
+    (first), then each other vocabulary's first variant, in file order."""
+    out = {RANDOM_INIT: study.baseline}
+    for variant, name in controls_of(study).items():
+        out.setdefault(name, variant)
+    return out
+
+
 @dataclass(frozen=True)
 class PretrainCell:
     variant: str
@@ -96,10 +105,8 @@ def expand(study: StudySpec) -> Plan:
                     plan.finetune.append(FinetuneCell(variant, seed, task, ft_seed, cfg, fkey, key))
     base = study.variants[study.baseline]
     if base.finetune.random_init_control:
-        controls = {RANDOM_INIT: base}  # the baseline's first: its cells and keys as before per-vocabulary controls
-        for variant, name in controls_of(study).items():
-            controls.setdefault(name, study.variants[variant])
-        for name, cfg in controls.items():
+        for name, variant in control_variants(study).items():  # the baseline's first: its keys as before
+            cfg = study.variants[variant]
             for task in cfg.finetune.tasks:
                 for ft_seed in study.seeds.finetune:
                     fkey = stable_hash(finetune_identity(cfg, None, task, ft_seed))
