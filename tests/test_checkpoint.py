@@ -163,3 +163,70 @@ def test_export_errors_exit_2_with_one_line(tmp_path):
         assert not (tmp_path / f"out-{cell}").exists()
     assert _cli("export", "abc1", str(tmp_path / "ok"), "--results", root).exit_code == 0
     assert (tmp_path / "ok" / "model.safetensors").read_bytes() == b"w"
+
+
+def test_a_kill_while_saving_the_resumable_state_leaves_no_half_file_a_reader_opens(tmp_path, monkeypatch):
+    """The resumable state is written into a dot-named folder and renamed in: a kill mid-write leaves the previous
+    state whole under resume/ and the half-written one only under a dot-name, which nothing reading a run opens
+    (CI once read a kill's empty resume.tmp/state.json); discard removes both."""
+    import torch
+
+    class _Sched:
+        def state_dict(self):
+            return {"last_epoch": 1}
+
+    class _Rng:
+        def state(self):
+            return [1, 2]
+
+    class Trainer:
+        sched, rng = _Sched(), _Rng()
+
+    monkeypatch.setattr(checkpoint, "_tensors", lambda trainer: ({"model.w": torch.zeros(2)}, []))
+    folder = tmp_path / "run" / "resume"
+    folder.parent.mkdir()
+    checkpoint.save(Trainer(), folder, {"step": 10})
+
+    def killed(obj, f):
+        f.write('{"version": ')
+        raise KeyboardInterrupt("killed while writing the state")
+
+    monkeypatch.setattr(checkpoint.json, "dump", killed)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(Trainer(), folder, {"step": 20})
+    readable = [p for p in folder.parent.rglob("*.json") if not any(
+        part.startswith(".") for part in p.relative_to(folder.parent).parts)]
+    assert readable == [folder / "state.json"]
+    assert json.loads((folder / "state.json").read_text())["counters"] == {"step": 10}
+    assert (folder.parent / ".resume.tmp" / "state.json").exists()  # the half-written one, under a dot-name
+    checkpoint.discard(folder)
+    assert list(folder.parent.iterdir()) == []
+
+
+def test_the_tokenizer_cache_never_holds_a_half_written_hf_copy(tmp_path, monkeypatch):
+    """A kill while the transformers copy is written leaves it under a dot-name only, and no tokenizer.json (the
+    entry is not complete, so the next run trains it again)."""
+    from conftest import write_tiny_data
+    from transformers import PreTrainedTokenizerFast
+
+    from ablate.data.tokenizer import load_tokenizer
+    from ablate.study.spec import DataSpec
+
+    monkeypatch.setenv("ABLATE_DATA_DIR", str(write_tiny_data(tmp_path / "data")))
+    data = DataSpec(vocab_size=400, tokenizer_train_chars=20000)
+    real = PreTrainedTokenizerFast.save_pretrained
+
+    def killed(self, folder, *args, **kwargs):
+        (Path(folder)).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "tokenizer_config.json").write_text("")
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", killed)
+    folder = tmp_path / "tok"
+    with pytest.raises(KeyboardInterrupt):
+        load_tokenizer(folder, data, {"what": "test"})
+    assert not (folder / "hf").exists() and not (folder / "tokenizer.json").exists()
+    monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", real)
+    load_tokenizer(folder, data, {"what": "test"})
+    assert json.loads((folder / "hf" / "tokenizer_config.json").read_text())
+    assert not (folder / ".hf.tmp").exists()

@@ -8,6 +8,7 @@ so checkpoints load with AutoTokenizer. Special tokens follow RoBERTa (ablate.da
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -116,7 +117,12 @@ def train_tokenizer(data: DataSpec, folder: Path, identity: dict[str, Any]) -> N
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
         unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
     )
-    hf.save_pretrained(str(folder / "hf"))
+    # built aside under a dot-name and renamed in: a kill mid-write never leaves a half-written hf/
+    tmp, final = folder / ".hf.tmp", folder / "hf"
+    shutil.rmtree(tmp, ignore_errors=True)
+    hf.save_pretrained(str(tmp))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
     atomic_write_json(folder / "identity.json", identity)
     # last: its presence means the cache entry is complete
     atomic_write_text(folder / "tokenizer.json", tok.to_str(pretty=True))

@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import platform
-import shutil
 import subprocess
 import time
 import traceback
@@ -30,7 +29,7 @@ from ablate.run.progress import Reporter
 from ablate.store import RunDir, Store, read_json
 from ablate.study.cells import FinetuneCell, PretrainCell
 from ablate.tasks import TASKS
-from ablate.train import zeroshot
+from ablate.train import checkpoint, zeroshot
 from ablate.train.finetune import finetune
 from ablate.train.pretrain import ShortPhase, pretrain
 
@@ -131,7 +130,7 @@ def _failed(run: RunDir, e: Exception, kind: str = "error") -> Outcome:
 
 def _run_pretrain(cell: PretrainCell, ctx: CellContext, store: Store, reporter: Reporter) -> Outcome:
     if ctx.force:  # --force starts the cell afresh
-        shutil.rmtree(store.pretrain(ctx.study, cell.key).path / "resume", ignore_errors=True)
+        checkpoint.discard(store.pretrain(ctx.study, cell.key).path / "resume")
     run = _begin(cell, ctx, store)
     label = f"pretrain {cell.label}"
 

@@ -44,13 +44,15 @@ def ray_available() -> bool:
 
 
 def pack_dir(folder: Path, skip: tuple[str, ...] = ("resume",)) -> dict[str, bytes]:
-    """Every file under folder as {relative posix path: bytes}; top-level names in skip are left out."""
+    """Every file under folder as {relative posix path: bytes}; top-level names in skip, and dot-named
+    ones (what a kill mid-write leaves), are left out."""
     files = {}
     if not folder.is_dir():
         return files
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if path.is_file() and rel.parts[0] not in skip and not path.name.endswith(".tmp"):
+        if path.is_file() and rel.parts[0] not in skip and not rel.parts[0].startswith(".") \
+                and not path.name.endswith(".tmp"):
             files[rel.as_posix()] = path.read_bytes()
     return files
 

@@ -55,7 +55,9 @@ def _tensors(trainer) -> tuple[dict[str, torch.Tensor], dict]:
 def save(trainer, folder: Path, counters: dict) -> None:
     """Write the trainer's full state and the loop counters to folder, atomically."""
     tensors, groups = _tensors(trainer)
-    tmp = folder.with_name(folder.name + ".tmp")
+    # a dot-name: a kill mid-write leaves a half-written folder that no reader of the run directory opens
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(folder.with_name(folder.name + ".tmp"), ignore_errors=True)  # the name before 2026-12-04
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(tensors, str(tmp / "tensors.safetensors"))
@@ -76,6 +78,13 @@ def save(trainer, folder: Path, counters: dict) -> None:
         folder.rename(old)
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def discard(folder: Path) -> None:
+    """Remove the resumable state in folder and what a kill mid-save may have left beside it."""
+    for path in (folder, folder.with_name(f".{folder.name}.tmp"), folder.with_name(folder.name + ".tmp"),
+                 folder.with_name(folder.name + ".old")):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def load(trainer, folder: Path) -> Optional[dict]:

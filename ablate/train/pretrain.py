@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,7 +132,7 @@ def pretrain(cell: PretrainCell, run: RunDir, corpus_dir: Path, vocab: int, runt
     card = checkpoint.model_card(run.path.parents[1].name, cell.variant, cell.seed, cell.key, cfg, ev,
                                  spec.get("labels", {}).get("git_commit"))
     checkpoint.save_final(trainer, run.checkpoint, tokenizer, cfg.data.max_len, card)
-    shutil.rmtree(run.path / "resume", ignore_errors=True)  # the final checkpoint supersedes it
+    checkpoint.discard(run.path / "resume")  # the final checkpoint supersedes it
     return {
         **ev,
         **count_params(trainer.model),
