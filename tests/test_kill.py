@@ -36,7 +36,27 @@ MIN_KILLS, TIME_LIMIT_S = 10, 400
 def ablate_run(study: Path, results: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ablate", "run", str(study), "--results", str(results),
                              "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONHASHSEED": "0"})
+                            env={**os.environ, "PYTHONHASHSEED": "0"}, start_new_session=True)
+
+
+def wait_group_dead(pgid: int, timeout: float = 30.0) -> None:
+    """Wait until no live process is left in the killed driver's process group: its cell workers die by
+    PR_SET_PDEATHSIG a moment after it, and may still rename a folder while the files are checked."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] not in "ZX":  # state, ppid, pgrp; zombies write nothing
+                alive = True
+                break
+        if not alive:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"processes of group {pgid} still alive {timeout} s after the driver was killed")
 
 
 def outcomes(results: Path) -> dict[str, dict]:
@@ -104,8 +124,9 @@ def test_sigkill_at_random_moments(tmp_path, tiny_data_root):
             proc.wait(timeout=rng.uniform(0.0, work / 40))
             break  # the study finished between kills: nothing left to kill
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(signal.SIGKILL)  # the driver only: its workers must die with it (PR_SET_PDEATHSIG)
             proc.wait()
+            wait_group_dead(proc.pid)
             kills += 1
         check_files_whole(results)
         for m in results.rglob("metrics.json"):
