@@ -7,9 +7,10 @@ once more, on purpose, when the `cpu` preset took the recipe search's best (issu
 keeping its keys as `cpu-v1` (and `gpu` was added). The tokenizer study then gained a random-init control per
 vocabulary (`random-init:<variant>`): cells added, no key moved; and the `cpu` preset's fine-tuning took dropout 0.1
 and the lrs tuned at it (fine-tuning keys of `cpu` only, BLiMP's and every pretraining key kept). Every study file at every
-scale must expand to exactly those cells and keys, and every cell of the committed `cpu`-scale studies, expanded
-from the study file recorded with them (results/<study>/study.yaml, the first edition), must find its finished
-run in results/.
+scale must expand to exactly those cells and keys. Every cell of the first edition, expanded from the study file
+recorded with it (results/_edition-1/<study>/study.yaml, `cpu-v1`), must find its finished run there; and every
+study of the second edition in results/ must be the current study file, every cell of it done, so that
+`ablate run studies/<study>.yaml` on a fresh clone does no work.
 """
 
 from __future__ import annotations
@@ -58,10 +59,10 @@ def test_cache_keys_unchanged(path):
 
 
 @pytest.mark.parametrize("study", COMMITTED)
-def test_every_committed_cell_is_done(study):
-    store = Store(REPO / "results")
+def test_every_first_edition_cell_is_done(study):
+    store = Store(REPO / "results" / "_edition-1")
     if not store.study_dir(study).is_dir():
-        pytest.skip(f"results/{study} is not in this checkout")
+        pytest.skip(f"results/_edition-1/{study} is not in this checkout")
     plan = study_plan(store, study)  # the study file as recorded with its results
     rows, _ = plan_rows(plan, store)
     assert rows and {r["status"] for r in rows} == {"done"}, [r for r in rows if r["status"] != "done"][:3]
@@ -69,3 +70,17 @@ def test_every_committed_cell_is_done(study):
     # tasks and inputs moved on
     current = expand(load_study(REPO / "studies" / f"{study}.yaml", "cpu-v1"))
     assert {c.key for c in current.pretrain} == {c.key for c in plan.pretrain}
+
+
+@pytest.mark.parametrize("study", COMMITTED)
+def test_every_second_edition_study_is_the_current_file_and_done(study):
+    store = Store(REPO / "results")
+    if not store.study_dir(study).is_dir():
+        pytest.skip(f"results/{study}: its second edition is not committed yet")
+    recorded = (store.study_dir(study) / "study.yaml").read_text(encoding="utf-8")
+    assert recorded == (REPO / "studies" / f"{study}.yaml").read_text(encoding="utf-8"), \
+        f"results/{study}/study.yaml is not studies/{study}.yaml: rerun the study, or restore the file"
+    plan = expand(load_study(REPO / "studies" / f"{study}.yaml"))
+    assert plan.study.scale == "cpu"
+    rows, _ = plan_rows(plan, store)
+    assert rows and {r["status"] for r in rows} == {"done"}, [r for r in rows if r["status"] != "done"][:3]

@@ -137,3 +137,23 @@ def test_readme_is_a_guide_of_at_most_12_kb_linking_docs():
     assert len(readme.encode()) <= 12 * 1024
     for doc in ("docs/results.md", "docs/scale.md", "docs/ray.md", "docs/reliability.md", "docs/architecture.md"):
         assert f"]({doc})" in readme and (REPO / doc).exists(), doc
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    """Moving results or reports (an edition archived) must not leave a reader a dead link."""
+    import re
+
+    def anchors(md: Path) -> set[str]:  # GitHub's heading slugs: lower case, punctuation dropped, spaces to "-"
+        heads = re.findall(r"^#+ (.+)$", md.read_text(encoding="utf-8"), flags=re.M)
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+    dead = []
+    for md in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "benchmarks" / "README.md"]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", md.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            file = md.parent / path if path else md
+            if not file.exists() or (anchor and file.suffix == ".md" and anchor not in anchors(file)):
+                dead.append(f"{md.relative_to(REPO)}: {target}")
+    assert not dead, dead
