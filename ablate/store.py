@@ -8,7 +8,8 @@ not done, so `ablate run` runs it again. Files written before the digest are rea
 they parse and have the shape of a cell's metrics.
 A failed run holds `error.json` instead; it is retried on the next `ablate run`.
 Checkpoints live in `checkpoint/` (git-ignored). Prepared data and tokenizers are
-shared by every study under results/_cache/.
+shared by every study under results/_cache/. A top-level name starting with `_` or `.` is never a study
+(results/_edition-1/ holds the first edition's results, itself a results directory).
 """
 
 from __future__ import annotations

@@ -79,6 +79,9 @@ def test_gc_lists_exactly_the_orphans_and_deletes_only_with_delete(tmp_path, tin
         _cache_entry(path, 1000)
     atomic_write_text(store.study_dir("gone") / "study.yaml", "name: gone\n")
     (store.cache_root / ".lock").touch()
+    archive = Store(store.root / "_edition-1")  # an archived edition: a results directory inside, never garbage
+    _write(archive, "a", expand(load_study(a, "paper")))
+    live.append(archive.root)
     found = orphans(store, [a, b])
     assert {o.path for o in found} == expected
     assert all(o.bytes >= 1000 for o in found)
