@@ -118,7 +118,10 @@ def test_several_studies_are_one_queue_under_one_lock_and_share_cells(tmp_path, 
     # x's pretraining, its fine-tune and the random-init control are the same cells in both: computed once
     keys = [job.key for _, job in sim.started]
     assert len(keys) == len(set(keys)) == 3 + 3 + 1  # pretrain x, y, z; their fine-tunes; random init
-    assert sorted(t for t, j in sim.started if j.kind == "pretrain") == [0, 0, 0]  # three workers from the start
+    # studies in order: a's two pretrainings and a's random-init control (needs no checkpoint) take the three
+    # workers at once; b's own pretraining starts on the first worker a leaves free
+    assert [(t, j.kind, j.context(None).study) for t, j in sim.started][:4] == [
+        (0, "pretrain", "a"), (0, "pretrain", "a"), (0, "finetune", "a"), (1, "pretrain", "b")]
     assert counts["a"] == {"ran": 5, "skipped": 0, "failed": 0, "reused": 0}
     assert counts["b"] == {"ran": 2, "skipped": 0, "failed": 0, "reused": 3}
     for kind, cell in [("pretrain", c) for c in b.pretrain] + [("finetune", c) for c in b.finetune]:
@@ -132,6 +135,24 @@ def test_several_studies_are_one_queue_under_one_lock_and_share_cells(tmp_path, 
     again = SimExecutor(3)
     counts = pipeline.run_plans([a, b, a], store, executor=again)  # a study named twice runs once
     assert not again.started and set(counts) == {"a", "b"}
+
+
+def test_studies_finish_in_the_order_given_without_idle_workers(tmp_path, tiny_data_root):
+    """Two studies of two pretraining cells (10 units) with four fine-tunes each (1 unit), two workers. Pretraining
+    first across the whole queue would finish neither study before 20 units and both at 28; in the order given,
+    the first is done at 14 and the second still at 28: no worker idles while a cell is ready."""
+    a = expand(load_study(study(tmp_path, "a", {"p": 0.11, "q": 0.12}), "tiny"))
+    b = expand(load_study(study(tmp_path, "b", {"r": 0.13, "s": 0.14}), "tiny"))
+    sim = SimExecutor(2)
+    pipeline.run_plans([a, b], Store(tmp_path / "results"), executor=sim)
+    ends = {}
+    for t, job in sim.started:
+        name = job.context(None).study
+        ends[name] = max(ends.get(name, 0), t + (10 if job.kind == "pretrain" else 1))
+    assert ends == {"a": 14, "b": 28} and sim.now == 28
+    first_b = min(t for t, j in sim.started if j.context(None).study == "b")
+    assert first_b == 14  # b starts when a has nothing ready left, never before
+    assert [j.kind for _, j in sim.started if j.context(None).study == "b"] == ["pretrain"] * 2 + ["finetune"] * 8
 
 
 def test_two_files_with_one_study_name_are_refused(tmp_path, tiny_data_root):

@@ -36,6 +36,7 @@ class Job:
     after: Optional[str] = None
     ctx: Optional[CellContext] = None
     tag: str = ""
+    study_index: int = 0  # its study's place in a queue of several (the order the files were given)
 
     @property
     def key(self) -> str:

@@ -161,13 +161,14 @@ def run_plans(plans: list[Plan], store: Store, force: bool = False, reporter: Op
         ctxs = {p.study.name: CellContext(p.study.name, p.study.runtime, force, prov) for p in plans}
         for plan in plans:
             _record_study(store, plan)
-        for plan in plans:
+        for index, plan in enumerate(plans):
             name = plan.study.name
             ctx = ctxs[name]
             counts[name] = {"ran": 0, "skipped": 0, "failed": 0, "reused": 0 if force else reuse_finished(plan, store)}
             tag = f"{name}:" if len(plans) > 1 else ""
             for job in jobs(plan, store, force):
-                job = replace(job, order=len(queue) + sum(map(len, followers.values())), ctx=ctx, tag=tag)
+                job = replace(job, order=len(queue) + sum(map(len, followers.values())), ctx=ctx, tag=tag,
+                              study_index=index)
                 if (job.kind, job.key) in owners:
                     followers.setdefault((job.kind, job.key), []).append(job)
                 else:
@@ -193,11 +194,16 @@ def _distinct(plans: list[Plan]) -> list[Plan]:
     return list(out.values())
 
 
-def priority(job: Job, concurrent: bool) -> tuple[int, int]:
+def priority(job: Job, concurrent: bool) -> tuple[int, int, int]:
     """The order ready jobs start in. One at a time: the sequential order (each pretraining cell, then its
-    fine-tunes). Several at once: pretraining first, since it takes longest and fine-tunes wait on it, so no
-    worker is left idle at the end while one long pretraining cell holds up its fine-tunes."""
-    return (0 if job.kind == "pretrain" or not concurrent else 1, job.order)
+    fine-tunes). Several at once: the studies in the order given, and within a study pretraining first, since it
+    takes longest and fine-tunes wait on it, so no worker is left idle at the end while one long pretraining cell
+    holds up its fine-tunes. A later study's ready cells fill any worker the earlier ones leave free, so studying
+    in order costs no idle time, and each study finishes (and can be reported) as early as it can, not all at the
+    end of a long queue."""
+    if not concurrent:
+        return (0, 0, job.order)
+    return (job.study_index, 0 if job.kind == "pretrain" else 1, job.order)
 
 
 def drive(jobs: list[Job], store: Store, ctx: CellContext, reporter: Reporter, executor,
@@ -208,7 +214,7 @@ def drive(jobs: list[Job], store: Store, ctx: CellContext, reporter: Reporter, e
     counts = counts if counts is not None else {ctx.study: {"ran": 0, "skipped": 0, "failed": 0}}
     followers = followers or {}
     waiting: dict[str, list[Job]] = {}
-    ready: list[tuple[tuple[int, int], Job]] = []
+    ready: list[tuple[tuple[int, int, int], Job]] = []
     total = len(jobs)
     for job in jobs:
         if job.after is None:
