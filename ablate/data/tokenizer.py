@@ -19,7 +19,7 @@ from tokenizers.processors import RobertaProcessing
 
 from ablate.data.documents import iter_documents
 from ablate.data.vocab import BOS, EOS, NUM_SPECIAL, SPECIALS
-from ablate.store import atomic_write_json, atomic_write_text
+from ablate.store import atomic_write_json, atomic_write_text, swap_in
 
 if TYPE_CHECKING:  # the data stages take the spec's data slice; they never import the study layer
     from ablate.study.spec import DataSpec
@@ -117,12 +117,11 @@ def train_tokenizer(data: DataSpec, folder: Path, identity: dict[str, Any]) -> N
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
         unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
     )
-    # built aside under a dot-name and renamed in: a kill mid-write never leaves a half-written hf/
-    tmp, final = folder / ".hf.tmp", folder / "hf"
+    # built aside under a dot-name and swapped in: a kill mid-write never leaves a half-written hf/
+    tmp = folder / ".hf.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     hf.save_pretrained(str(tmp))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    swap_in(tmp, folder / "hf")
     atomic_write_json(folder / "identity.json", identity)
     # last: its presence means the cache entry is complete
     atomic_write_text(folder / "tokenizer.json", tok.to_str(pretty=True))

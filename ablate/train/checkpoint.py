@@ -31,6 +31,8 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
+from ablate.store import swap_in
+
 STATE_VERSION = 1
 
 
@@ -140,21 +142,6 @@ def save_final(trainer, folder: Path, tokenizer=None, max_len: Optional[int] = N
     if card is not None:
         (tmp / "README.md").write_text(card, encoding="utf-8")
     swap_in(tmp, folder)
-
-
-def swap_in(tmp: Path, folder: Path) -> None:
-    """Replace folder by the complete folder tmp: every file synced, then renamed into place (a crash leaves
-    the old folder, or none and a complete tmp, never a mix)."""
-    for path in tmp.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_tokenizer(tokenizer, folder: Path, max_len: Optional[int] = None) -> None:
